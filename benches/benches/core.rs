@@ -1,0 +1,2 @@
+//! Criterion benchmarks of slosh-core.
+fn main() {}

@@ -1,0 +1,3 @@
+//! The `slosh-cli` binary.
+
+fn main() {}

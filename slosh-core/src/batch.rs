@@ -1,0 +1,208 @@
+//! The answer to a long-poll, and the three wire encodings of messages.
+//!
+//! Every encoder writes the message's stored text (or its XML, itself
+//! encoded once per message) into the output: nothing here re-serializes a
+//! message per subscriber.
+
+use std::fmt::Write as _;
+
+use crate::cursor::Cursor;
+use crate::message::Message;
+use crate::store::Log;
+
+/// Messages newer than a client's cursor, with the counters that make loss
+/// visible.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The topic's newest id when the batch was read.
+    pub max: u64,
+    /// How many messages were published since the cursor: `max − cursor`.
+    pub saw: u64,
+    /// The messages, oldest first. `saw > messages.len()` means the ring
+    /// buffer overflowed and the client missed the difference.
+    pub messages: Vec<Message>,
+}
+
+/// What the first line of an SSE stream says: reconnect after 3 s.
+pub const SSE_RETRY: &str = "retry: 3000\n\n";
+
+/// The comment that keeps proxies from closing an idle stream.
+pub const SSE_PING: &str = ": ping\n\n";
+
+impl Batch {
+    /// Reads every buffered message after `cursor` from `log`.
+    ///
+    /// A cursor above `max` came from an earlier life of the topic (a
+    /// restart, an expiry) and counts as 0, so the client gets everything
+    /// still buffered and `saw` says how much there was.
+    pub fn read(log: &dyn Log, cursor: Cursor) -> Batch {
+        let mut messages = Vec::new();
+        let mut max = log.read_after(cursor.0, &mut messages);
+        let mut from = cursor.0;
+        if cursor.0 > max {
+            from = 0;
+            messages.clear();
+            max = log.read_after(0, &mut messages);
+        }
+        Batch {
+            max,
+            saw: max - from.min(max),
+            messages,
+        }
+    }
+
+    /// An empty answer at `max`: what a timed-out or closed poll gets.
+    pub fn empty(max: u64) -> Batch {
+        Batch {
+            max,
+            saw: 0,
+            messages: Vec::new(),
+        }
+    }
+
+    /// How many messages this answer carries.
+    pub fn delivering(&self) -> u64 {
+        self.messages.len() as u64
+    }
+
+    /// How many messages the client missed because the buffer overflowed.
+    pub fn missed(&self) -> u64 {
+        self.saw.saturating_sub(self.delivering())
+    }
+
+    /// `{"max":4,"saw":3,"delivering":3,"res":[MSG,…]}`.
+    pub fn to_json(&self) -> String {
+        let size: usize = self.messages.iter().map(|m| m.json().len() + 1).sum();
+        let mut out = String::with_capacity(64 + size);
+        // Writing into a String cannot fail.
+        let _ = write!(
+            out,
+            r#"{{"max":{},"saw":{},"delivering":{},"res":["#,
+            self.max,
+            self.saw,
+            self.delivering()
+        );
+        for (i, message) in self.messages.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(message.json().as_str());
+        }
+        out.push_str("]}");
+        out
+    }
+
+    /// `<?xml …?>\n<res max=".." saw=".." delivering="..">` and one `<p>` per
+    /// message.
+    pub fn to_xml(&self) -> String {
+        let xml: Vec<&str> = self.messages.iter().map(Message::xml).collect();
+        let size: usize = xml.iter().map(|p| p.len()).sum();
+        let mut out = String::with_capacity(128 + size);
+        let _ = write!(
+            out,
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<res max=\"{}\" saw=\"{}\" delivering=\"{}\">",
+            self.max,
+            self.saw,
+            self.delivering()
+        );
+        for p in xml {
+            out.push_str(p);
+        }
+        out.push_str("</res>");
+        out
+    }
+
+    /// The batch as SSE events: a `gap` event first when messages were
+    /// missed, then one event per message.
+    pub fn write_sse(&self, out: &mut String) {
+        let missed = self.missed();
+        if missed > 0 {
+            write_sse_gap(out, missed);
+        }
+        for message in &self.messages {
+            write_sse_event(out, message);
+        }
+    }
+}
+
+/// `id: N` and `data: JSON` for one message. The JSON is compact, so it is
+/// always one line.
+pub fn write_sse_event(out: &mut String, message: &Message) {
+    let _ = write!(out, "id: {}\ndata: ", message.id());
+    out.push_str(message.json().as_str());
+    out.push_str("\n\n");
+}
+
+/// The `gap` event: `missed` messages fell out of the buffer before this
+/// subscriber read them. It carries no id, so it does not move the browser's
+/// `Last-Event-ID`.
+pub fn write_sse_gap(out: &mut String, missed: u64) {
+    let _ = write!(out, "event: gap\ndata: {{\"missed\":{missed}}}\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Json;
+    use crate::store::MemoryLog;
+
+    fn log(capacity: usize, values: &[serde_json::Value]) -> MemoryLog {
+        let log = MemoryLog::new(capacity);
+        for value in values {
+            log.append(Json::from(value));
+        }
+        log
+    }
+
+    #[test]
+    fn a_batch_counts_saw_and_delivering() {
+        let log = log(10, &[1.into(), 2.into(), 3.into(), 4.into()]);
+        let batch = Batch::read(&log, Cursor(1));
+        assert_eq!((batch.max, batch.saw, batch.delivering()), (4, 3, 3));
+        assert_eq!(
+            batch.to_json(),
+            r#"{"max":4,"saw":3,"delivering":3,"res":[2,3,4]}"#
+        );
+    }
+
+    #[test]
+    fn overflow_is_visible_as_saw_above_delivering() {
+        let log = log(2, &[1.into(), 2.into(), 3.into(), 4.into(), 5.into()]);
+        let batch = Batch::read(&log, Cursor(1));
+        assert_eq!(
+            (batch.max, batch.saw, batch.delivering(), batch.missed()),
+            (5, 4, 2, 2)
+        );
+        let mut sse = String::new();
+        batch.write_sse(&mut sse);
+        assert_eq!(
+            sse,
+            "event: gap\ndata: {\"missed\":2}\n\nid: 4\ndata: 4\n\nid: 5\ndata: 5\n\n"
+        );
+    }
+
+    #[test]
+    fn a_cursor_above_max_counts_as_zero() {
+        let log = log(10, &[1.into(), 2.into()]);
+        let batch = Batch::read(&log, Cursor(99));
+        assert_eq!((batch.max, batch.saw, batch.delivering()), (2, 2, 2));
+    }
+
+    #[test]
+    fn the_original_xml_walkthrough_at_the_core_level() {
+        let log = log(100, &[serde_json::json!({"x": ["hello!"]})]);
+        assert_eq!(
+            Batch::read(&log, Cursor(0)).to_xml(),
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+             <res max=\"1\" saw=\"1\" delivering=\"1\"><p><x>hello!</x></p></res>"
+        );
+        assert_eq!(
+            Batch::empty(1).to_xml(),
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<res max=\"1\" saw=\"0\" delivering=\"0\"></res>"
+        );
+        assert_eq!(
+            Batch::empty(0).to_json(),
+            r#"{"max":0,"saw":0,"delivering":0,"res":[]}"#
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! Cursors: what a client has already seen.
+
+use std::fmt;
+
+/// The id of the newest message a client has seen on a topic (0: none).
+///
+/// Message ids are 1, 2, 3 … per topic, so a cursor `c` means "send me every
+/// message with an id above `c`".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Cursor(pub u64);
+
+/// Why a cursor value from the wire was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a cursor must be a plain decimal number from 0 to 18446744073709551615 with no sign, padding or leading zero")]
+pub struct CursorError;
+
+impl Cursor {
+    /// Parses a plain decimal u64: `0`, `7`, `18446744073709551615`.
+    ///
+    /// Empty, signed, fractional, hex, exponent, padded (spaces or leading
+    /// zeros) and overflowing values are refused: a cursor is a message id we
+    /// handed out, so anything we would never have written is a client bug
+    /// worth reporting rather than guessing at.
+    pub fn parse(text: &str) -> Result<Cursor, CursorError> {
+        let bytes = text.as_bytes();
+        match bytes {
+            [] => return Err(CursorError),
+            [b'0', _, ..] => return Err(CursorError),
+            _ => {}
+        }
+        if !bytes.iter().all(u8::is_ascii_digit) {
+            return Err(CursorError);
+        }
+        text.parse::<u64>().map(Cursor).map_err(|_| CursorError)
+    }
+
+    /// The cursor as the message id it names.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_decimals_parse() {
+        assert_eq!(Cursor::parse("0"), Ok(Cursor(0)));
+        assert_eq!(Cursor::parse("42"), Ok(Cursor(42)));
+        assert_eq!(Cursor::parse("18446744073709551615"), Ok(Cursor(u64::MAX)));
+    }
+
+    #[test]
+    fn anything_we_would_never_write_is_refused() {
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1.0",
+            "0x10",
+            "1e3",
+            " 1",
+            "1 ",
+            "01",
+            "00",
+            "18446744073709551616",
+            "99999999999999999999999",
+            "１",
+            "a",
+        ] {
+            assert_eq!(Cursor::parse(bad), Err(CursorError), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Every refusal the hub can answer, with its status and a message a person
+//! can act on.
+
+use crate::cursor::CursorError;
+use crate::decode::DecodeError;
+use crate::name::NameError;
+
+/// Why a request was refused. Each variant knows its HTTP status
+/// ([`Error::status`]) and its metrics label ([`Error::reason`]); its
+/// `Display` is the `{"error":"…"}` message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The topic segment breaks the name rule.
+    #[error("{0}")]
+    BadTopicName(NameError),
+    /// The last segment has a suffix other than the four known ones.
+    #[error("unknown suffix: a topic URL may end in .json, .xml, .sse or .info")]
+    BadSuffix,
+    /// `n` is not a plain decimal u64, or was given twice.
+    #[error("invalid n: {0}")]
+    BadCursor(CursorError),
+    /// `Last-Event-ID` is not a plain decimal u64.
+    #[error("invalid Last-Event-ID: {0}")]
+    BadLastEventId(CursorError),
+    /// The query names `n` more than once.
+    #[error("n given more than once: send one cursor")]
+    DuplicateCursor,
+    /// The publish body could not become a message.
+    #[error("{0}")]
+    Decode(DecodeError),
+    /// An in-process publish of a value serde_json cannot represent (a map
+    /// with non-string keys).
+    #[error("message cannot be written as JSON: {0}")]
+    Unserializable(String),
+    /// The body is larger than `max_message`.
+    #[error("message too large: at most {limit} bytes are accepted")]
+    TooLarge {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// POST or DELETE without the publish token.
+    #[error("publishing needs the header Authorization: Bearer <publish token>")]
+    Unauthorized,
+    /// `.info`, DELETE, or a mailbox POST on a topic that does not exist.
+    #[error("no such topic: {0}")]
+    NoSuchTopic(String),
+    /// Nothing is served at this path.
+    #[error("not found")]
+    NotFound,
+    /// The method is not served at this path.
+    #[error("method {method} not allowed here: use {allow}")]
+    MethodNotAllowed {
+        /// The method as sent (truncated).
+        method: String,
+        /// The methods that are served, as the `Allow` header lists them.
+        allow: &'static str,
+    },
+    /// Creating one more topic would pass `max_topics`.
+    #[error("too many topics (at most {limit}): try again later")]
+    TooManyTopics {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// One more subscriber would pass `max_subscribers` on this topic.
+    #[error("too many subscribers on this topic (at most {limit}): try again later")]
+    TooManySubscribers {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// One more subscriber would pass `max_subscribers_total`.
+    #[error("too many subscribers on this server (at most {limit}): try again later")]
+    TooManySubscribersTotal {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The server is shutting down.
+    #[error("the server is shutting down: try again in a moment")]
+    ShuttingDown,
+    /// A stream format (SSE) asked of a frontend that cannot stream yet.
+    #[error("this frontend does not stream: use long-poll (.json or .xml)")]
+    StreamsUnsupported,
+}
+
+impl Error {
+    /// The HTTP status this refusal is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::BadTopicName(_)
+            | Error::BadSuffix
+            | Error::BadCursor(_)
+            | Error::BadLastEventId(_)
+            | Error::DuplicateCursor => 400,
+            Error::Decode(DecodeError::UnsupportedType(_)) => 415,
+            Error::Decode(_) | Error::Unserializable(_) => 400,
+            Error::TooLarge { .. } => 413,
+            Error::Unauthorized => 401,
+            Error::NoSuchTopic(_) | Error::NotFound => 404,
+            Error::MethodNotAllowed { .. } => 405,
+            Error::TooManyTopics { .. }
+            | Error::TooManySubscribers { .. }
+            | Error::TooManySubscribersTotal { .. }
+            | Error::ShuttingDown => 503,
+            Error::StreamsUnsupported => 501,
+        }
+    }
+
+    /// The `reason` label of the rejection counter in `/metrics`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::BadTopicName(_) | Error::BadSuffix => "bad_topic",
+            Error::BadCursor(_) | Error::BadLastEventId(_) | Error::DuplicateCursor => "bad_cursor",
+            Error::Decode(DecodeError::UnsupportedType(_)) => "unsupported_type",
+            Error::Decode(DecodeError::Empty) => "empty",
+            Error::Decode(_) | Error::Unserializable(_) => "bad_body",
+            Error::TooLarge { .. } => "too_large",
+            Error::Unauthorized => "unauthorized",
+            Error::NoSuchTopic(_) | Error::NotFound => "not_found",
+            Error::MethodNotAllowed { .. } => "method",
+            Error::TooManyTopics { .. } => "max_topics",
+            Error::TooManySubscribers { .. } | Error::TooManySubscribersTotal { .. } => {
+                "max_subscribers"
+            }
+            Error::ShuttingDown => "shutdown",
+            Error::StreamsUnsupported => "unsupported",
+        }
+    }
+
+    /// Every reason label, so `/metrics` can list zero counters too.
+    pub const REASONS: [&'static str; 13] = [
+        "bad_topic",
+        "bad_cursor",
+        "unsupported_type",
+        "empty",
+        "bad_body",
+        "too_large",
+        "unauthorized",
+        "not_found",
+        "method",
+        "max_topics",
+        "max_subscribers",
+        "shutdown",
+        "unsupported",
+    ];
+
+    /// The `Retry-After` seconds a client should wait, for refusals that
+    /// pass with time.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            Error::TooManyTopics { .. }
+            | Error::TooManySubscribers { .. }
+            | Error::TooManySubscribersTotal { .. } => Some(5),
+            Error::ShuttingDown => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The methods to list in `Allow`, for a 405.
+    pub fn allow(&self) -> Option<&'static str> {
+        match self {
+            Error::MethodNotAllowed { allow, .. } => Some(allow),
+            _ => None,
+        }
+    }
+}
+
+impl From<DecodeError> for Error {
+    fn from(error: DecodeError) -> Error {
+        Error::Decode(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_listed() {
+        let samples = [
+            Error::BadSuffix,
+            Error::DuplicateCursor,
+            Error::Decode(DecodeError::UnsupportedType("text/xml".into())),
+            Error::Decode(DecodeError::Empty),
+            Error::Decode(DecodeError::NotUtf8),
+            Error::TooLarge { limit: 1 },
+            Error::Unauthorized,
+            Error::NotFound,
+            Error::MethodNotAllowed {
+                method: "FROB".into(),
+                allow: "GET",
+            },
+            Error::TooManyTopics { limit: 1 },
+            Error::TooManySubscribers { limit: 1 },
+            Error::ShuttingDown,
+            Error::StreamsUnsupported,
+        ];
+        for error in samples {
+            assert!(Error::REASONS.contains(&error.reason()), "{error:?}");
+        }
+    }
+}

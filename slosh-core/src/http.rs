@@ -1,0 +1,622 @@
+//! The protocol decision layer: a framework-neutral [`Request`] in, an
+//! [`Outcome`] out. Routing, negotiation, cursors, status codes and error
+//! bodies are all decided here, once, so an adapter only converts types and
+//! drives what comes back on its runtime.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use event_listener::EventListener;
+
+use crate::batch::{Batch, SSE_PING, SSE_RETRY};
+use crate::cursor::Cursor;
+use crate::decode::{self, BodyKind};
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::message::Json;
+use crate::metrics::SubscriberKind;
+use crate::route::{self, Format, Route, Suffix};
+use crate::session::{self, SessionId};
+use crate::topic::{Subscription, Topic};
+
+/// `Cache-Control` of every answer that must never be cached.
+const NO_STORE: &str = "no-cache, no-store";
+
+/// The methods a topic URL serves, for `Allow`.
+const TOPIC_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+
+/// The longest method name echoed back in a 405.
+const MAX_ECHOED_METHOD: usize = 32;
+
+/// A request as core sees it: the few parts that matter, borrowed from the
+/// framework's own request.
+#[derive(Debug, Clone, Default)]
+pub struct Request<'a> {
+    /// The method, as sent (`GET`, `POST`, …).
+    pub method: &'a str,
+    /// The path, still percent-encoded, without the query.
+    pub path: &'a str,
+    /// The query string after `?`, if any.
+    pub query: Option<&'a str>,
+    /// `Accept`.
+    pub accept: Option<&'a str>,
+    /// `Content-Type`.
+    pub content_type: Option<&'a str>,
+    /// Every `Cookie` header (HTTP/2 may split them).
+    pub cookies: Vec<&'a str>,
+    /// `Last-Event-ID`, what a reconnecting `EventSource` sends.
+    pub last_event_id: Option<&'a str>,
+    /// `Authorization`.
+    pub authorization: Option<&'a str>,
+    /// The body, read up to [`Hub::body_limit`].
+    pub body: Body,
+}
+
+/// A request body as the adapter read it.
+#[derive(Debug, Clone, Default)]
+pub enum Body {
+    /// The whole body (empty for none).
+    #[default]
+    Empty,
+    /// The whole body, at most [`Hub::body_limit`] bytes.
+    Full(Bytes),
+    /// The body went past [`Hub::body_limit`]; the adapter stopped reading.
+    TooLarge,
+}
+
+impl<'a> Request<'a> {
+    /// A request for `target` (`/topics/chat.json?n=3`) with no headers.
+    pub fn new(method: &'a str, target: &'a str) -> Request<'a> {
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        };
+        Request {
+            method,
+            path,
+            query,
+            ..Request::default()
+        }
+    }
+
+    /// Takes note of one header if it is one that matters; the name is
+    /// matched case-insensitively. Adapters call this for every header.
+    pub fn header(&mut self, name: &str, value: &'a str) {
+        let slot = if name.eq_ignore_ascii_case("accept") {
+            &mut self.accept
+        } else if name.eq_ignore_ascii_case("content-type") {
+            &mut self.content_type
+        } else if name.eq_ignore_ascii_case("cookie") {
+            self.cookies.push(value);
+            return;
+        } else if name.eq_ignore_ascii_case("last-event-id") {
+            &mut self.last_event_id
+        } else if name.eq_ignore_ascii_case("authorization") {
+            &mut self.authorization
+        } else {
+            return;
+        };
+        // The first of repeated headers wins, so a second one smuggled in
+        // later cannot override it.
+        slot.get_or_insert(value);
+    }
+
+    /// Builder form of [`Request::header`].
+    pub fn with_header(mut self, name: &str, value: &'a str) -> Request<'a> {
+        self.header(name, value);
+        self
+    }
+
+    /// Builder form for the body.
+    pub fn with_body(mut self, body: impl Into<Bytes>) -> Request<'a> {
+        self.body = Body::Full(body.into());
+        self
+    }
+
+    /// The cursor given by `n`, if any.
+    fn cursor_param(&self) -> Result<Option<Cursor>, Error> {
+        let mut found = None;
+        for pair in self.query.unwrap_or("").split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if key == "n" {
+                if found.is_some() {
+                    return Err(Error::DuplicateCursor);
+                }
+                found = Some(Cursor::parse(value).map_err(Error::BadCursor)?);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// An immediate answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The HTTP status.
+    pub status: u16,
+    /// Headers, in the order to send them.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Response {
+    fn new(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Response {
+        Response {
+            status,
+            headers: vec![
+                ("Content-Type", content_type.to_string()),
+                ("Cache-Control", NO_STORE.to_string()),
+            ],
+            body: body.into(),
+        }
+    }
+
+    fn json(status: u16, body: impl Into<Bytes>) -> Response {
+        Response::new(status, "application/json", body)
+    }
+
+    /// The answer for a refusal: `{"error":"…"}` with its status, and
+    /// `Allow` / `Retry-After` where the refusal calls for them.
+    pub fn error(error: &Error) -> Response {
+        let body = serde_json::json!({ "error": error.to_string() }).to_string();
+        let mut response = Response::json(error.status(), body);
+        if let Some(allow) = error.allow() {
+            response.headers.push(("Allow", allow.to_string()));
+        }
+        if let Some(seconds) = error.retry_after() {
+            response.headers.push(("Retry-After", seconds.to_string()));
+        }
+        response
+    }
+
+    /// The value of the first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What to do with a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Answer at once.
+    Respond(Response),
+    /// Park the request until [`LongPoll::poll`] answers it.
+    Park(LongPoll),
+    /// Send [`EventStream::head`], then stream [`EventStream::poll`]'s chunks.
+    Stream(EventStream),
+}
+
+impl Outcome {
+    /// The immediate response, if this is one (handy in tests).
+    pub fn into_response(self) -> Option<Response> {
+        match self {
+            Outcome::Respond(response) => Some(response),
+            _ => None,
+        }
+    }
+}
+
+/// Either a result now, or a listener to await before asking again.
+#[derive(Debug)]
+pub enum Wake<T> {
+    /// Done.
+    Ready(T),
+    /// Await this (together with the deadline the caller knows), then poll
+    /// again.
+    Wait(EventListener),
+}
+
+impl<T> Wake<T> {
+    /// Whether the caller must wait.
+    pub fn is_wait(&self) -> bool {
+        matches!(self, Wake::Wait(_))
+    }
+
+    /// The result, if ready.
+    pub fn into_response(self) -> Option<T> {
+        match self {
+            Wake::Ready(value) => Some(value),
+            Wake::Wait(_) => None,
+        }
+    }
+}
+
+impl Hub {
+    /// Decides what to answer to `request` at `now`.
+    pub fn handle(&self, request: Request<'_>, now: Instant) -> Outcome {
+        match self.decide(&request, now) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                self.inner.metrics.rejected(&error);
+                Outcome::Respond(Response::error(&error))
+            }
+        }
+    }
+
+    fn decide(&self, request: &Request<'_>, now: Instant) -> Result<Outcome, Error> {
+        let method = request.method;
+        let respond = |response| Ok(Outcome::Respond(response));
+        match route::route(request.path)? {
+            Route::Health => match method {
+                "GET" => respond(Response::new(200, "text/plain; charset=utf-8", "ok")),
+                _ => Err(not_allowed(method, "GET")),
+            },
+            Route::Metrics => match method {
+                "GET" => respond(Response::new(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    self.inner.metrics.to_prometheus(self.topic_count()),
+                )),
+                _ => Err(not_allowed(method, "GET")),
+            },
+            Route::Elsewhere => Err(Error::NotFound),
+            Route::List => match method {
+                "GET" => respond(Response::json(200, self.list().to_string())),
+                "OPTIONS" => respond(options("GET, OPTIONS")),
+                _ => Err(not_allowed(method, "GET, OPTIONS")),
+            },
+            Route::Topic { name, suffix } => match (method, suffix) {
+                ("GET", Suffix::Info) => match self.info(name) {
+                    Some(info) => respond(Response::json(200, info.to_string())),
+                    None => Err(Error::NoSuchTopic(name.to_string())),
+                },
+                ("GET", _) => match suffix.format(request.accept) {
+                    Some(Format::Sse) => self.open_stream(request, name),
+                    Some(format) => self.long_poll(request, name, format, now),
+                    None => Err(Error::NotFound),
+                },
+                ("POST", Suffix::Info) => Err(not_allowed(method, "GET")),
+                ("POST", _) => {
+                    self.authorize(request)?;
+                    let published = self.publish_body(name, request)?;
+                    respond(Response::json(200, published.to_json()))
+                }
+                ("DELETE", _) => {
+                    self.authorize(request)?;
+                    if self.delete(name) {
+                        respond(Response::json(200, r#"{"ok":true}"#))
+                    } else {
+                        Err(Error::NoSuchTopic(name.to_string()))
+                    }
+                }
+                ("OPTIONS", _) => respond(options(TOPIC_METHODS)),
+                _ => Err(not_allowed(method, TOPIC_METHODS)),
+            },
+        }
+    }
+
+    /// Checks the publish token, comparing in constant time so the time an
+    /// answer takes says nothing about how much of a guess was right.
+    fn authorize(&self, request: &Request<'_>) -> Result<(), Error> {
+        let Some(token) = &self.inner.settings.publish_token else {
+            return Ok(());
+        };
+        let given = request
+            .authorization
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(Error::Unauthorized)
+        }
+    }
+
+    fn publish_body(
+        &self,
+        name: &str,
+        request: &Request<'_>,
+    ) -> Result<crate::hub::Published, Error> {
+        let limit = self.body_limit();
+        let body: &[u8] = match &request.body {
+            Body::TooLarge => return Err(Error::TooLarge { limit }),
+            Body::Full(bytes) if bytes.len() > limit => return Err(Error::TooLarge { limit }),
+            Body::Full(bytes) => bytes,
+            Body::Empty => &[],
+        };
+        let kind = BodyKind::from_content_type(request.content_type)?;
+        let json = decode::decode(kind, body)?;
+        self.publish_json(name, Json::from_compact(json))
+    }
+
+    fn long_poll(
+        &self,
+        request: &Request<'_>,
+        name: &str,
+        format: Format,
+        now: Instant,
+    ) -> Result<Outcome, Error> {
+        let n = request.cursor_param()?;
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        let subscription = self.subscribe(name, SubscriberKind::LongPoll)?;
+        let cookie = session::find_cookie(&request.cookies);
+        let begun = self
+            .inner
+            .sessions
+            .begin(cookie, subscription.topic(), n, now);
+        let mut poll = LongPoll {
+            hub: self.clone(),
+            subscription,
+            cursor: begun.cursor,
+            format,
+            session: begun.session,
+            new_session: begun.new,
+            deadline: self.inner.settings.poll_timeout.map(|t| now + t),
+            answered: false,
+        };
+        // Answer at once when something is buffered; the subscription is
+        // dropped with the poll, so an immediate answer never counts as a
+        // parked subscriber afterwards.
+        let batch = Batch::read(poll.topic().log.as_ref(), poll.cursor);
+        if batch.messages.is_empty() {
+            Ok(Outcome::Park(poll))
+        } else {
+            Ok(Outcome::Respond(poll.answer(batch, now)))
+        }
+    }
+
+    fn open_stream(&self, request: &Request<'_>, name: &str) -> Result<Outcome, Error> {
+        // Last-Event-ID wins over `n`: it is where the browser really is.
+        let resume = match request.last_event_id {
+            Some(id) => Some(Cursor::parse(id.trim()).map_err(Error::BadLastEventId)?),
+            None => request.cursor_param()?,
+        };
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        let subscription = self.subscribe(name, SubscriberKind::Sse)?;
+        let cursor = resume.unwrap_or_else(|| Cursor(subscription.topic().log.max()));
+        Ok(Outcome::Stream(EventStream {
+            hub: self.clone(),
+            subscription,
+            cursor,
+            heartbeat: self.inner.settings.heartbeat,
+            next_ping: None,
+            ended: false,
+        }))
+    }
+}
+
+fn not_allowed(method: &str, allow: &'static str) -> Error {
+    Error::MethodNotAllowed {
+        method: method.chars().take(MAX_ECHOED_METHOD).collect(),
+        allow,
+    }
+}
+
+fn options(allow: &'static str) -> Response {
+    let mut response = Response::new(204, "text/plain", Bytes::new());
+    response.headers.retain(|(name, _)| *name != "Content-Type");
+    response.headers.push(("Allow", allow.to_string()));
+    response
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != expected.len());
+    for (i, e) in expected.iter().enumerate() {
+        diff |= e ^ given.get(i).copied().unwrap_or(!e);
+    }
+    diff == 0
+}
+
+/// A long-poll waiting for messages newer than its cursor.
+///
+/// Drive it with [`LongPoll::poll`]: each call either answers or hands back
+/// a listener to await, racing [`LongPoll::deadline`]. Dropping it is the
+/// client going away: it stops counting as a subscriber at once, and its
+/// session keeps the cursor it had.
+pub struct LongPoll {
+    hub: Hub,
+    subscription: Subscription,
+    cursor: Cursor,
+    format: Format,
+    session: Option<SessionId>,
+    new_session: bool,
+    deadline: Option<Instant>,
+    answered: bool,
+}
+
+impl std::fmt::Debug for LongPoll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LongPoll")
+            .field("topic", &self.topic().name)
+            .field("cursor", &self.cursor)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LongPoll {
+    fn topic(&self) -> &Arc<Topic> {
+        self.subscription.topic()
+    }
+
+    /// When the poll times out with an empty batch; `None` for never.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Answers if there is something to answer (messages after the cursor,
+    /// the deadline passed, the topic closed, the hub shutting down);
+    /// otherwise returns the listener to await. The listener is registered
+    /// before the log is read, so no publish can slip between the two.
+    pub fn poll(&mut self, now: Instant) -> Wake<Response> {
+        let listener = self.topic().listen();
+        let topic = Arc::clone(self.topic());
+        if topic.is_closed() {
+            return Wake::Ready(self.answer(Batch::empty(0), now));
+        }
+        let batch = Batch::read(topic.log.as_ref(), self.cursor);
+        let timed_out = self.deadline.is_some_and(|deadline| now >= deadline);
+        if !batch.messages.is_empty() || timed_out || self.hub.is_shutting_down() {
+            return Wake::Ready(self.answer(batch, now));
+        }
+        Wake::Wait(listener)
+    }
+
+    fn answer(&mut self, batch: Batch, now: Instant) -> Response {
+        if let Some(id) = self.session {
+            if !self.answered {
+                self.hub
+                    .inner
+                    .sessions
+                    .finish(id, self.topic(), batch.max, now);
+            }
+        }
+        self.answered = true;
+        self.hub.inner.metrics.delivered(batch.delivering());
+        let mut response = match self.format {
+            Format::Xml => Response::new(200, "text/xml; charset=utf-8", batch.to_xml()),
+            _ => Response::json(200, batch.to_json()),
+        };
+        if let (Some(id), true) = (self.session, self.new_session) {
+            response.headers.push(("Set-Cookie", id.set_cookie()));
+        }
+        response
+    }
+}
+
+impl Drop for LongPoll {
+    fn drop(&mut self) {
+        if let (Some(id), false) = (self.session, self.answered) {
+            self.hub.inner.sessions.release(id);
+        }
+    }
+}
+
+/// A Server-Sent Events subscription.
+///
+/// Send [`EventStream::head`] first, then loop: [`EventStream::poll`] gives
+/// a chunk to write, a listener to await until a deadline (the next
+/// heartbeat), or the end of the stream.
+pub struct EventStream {
+    hub: Hub,
+    subscription: Subscription,
+    cursor: Cursor,
+    heartbeat: Duration,
+    /// `None` until the first poll, which sends `retry:`.
+    next_ping: Option<Instant>,
+    ended: bool,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("topic", &self.subscription.topic().name)
+            .field("cursor", &self.cursor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an [`EventStream`] wants next.
+#[derive(Debug)]
+pub enum StreamStep {
+    /// Write this, then poll again.
+    Send(Bytes),
+    /// Await the listener or the instant, whichever comes first, then poll
+    /// again.
+    Wait(EventListener, Instant),
+    /// The stream is over (topic deleted or expired, shutdown): close it.
+    End,
+}
+
+impl EventStream {
+    /// The status and headers to send before the first chunk.
+    pub fn head(&self) -> Response {
+        Response {
+            status: 200,
+            headers: vec![
+                ("Content-Type", "text/event-stream".to_string()),
+                ("Cache-Control", "no-cache".to_string()),
+                ("X-Accel-Buffering", "no".to_string()),
+            ],
+            body: Bytes::new(),
+        }
+    }
+
+    /// The id of the newest message sent (or the resume point).
+    pub fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    /// The next step at `now`.
+    pub fn poll(&mut self, now: Instant) -> StreamStep {
+        if self.ended {
+            return StreamStep::End;
+        }
+        let topic = Arc::clone(self.subscription.topic());
+        let listener = topic.listen();
+        let mut out = String::new();
+        let next_ping = match self.next_ping {
+            Some(at) => at,
+            None => {
+                out.push_str(SSE_RETRY);
+                now
+            }
+        };
+        if topic.is_closed() || self.hub.is_shutting_down() {
+            self.ended = true;
+            return if out.is_empty() {
+                StreamStep::End
+            } else {
+                StreamStep::Send(out.into())
+            };
+        }
+        let batch = Batch::read(topic.log.as_ref(), self.cursor);
+        self.cursor = Cursor(batch.max);
+        batch.write_sse(&mut out);
+        self.hub.inner.metrics.delivered(batch.delivering());
+        if out.is_empty() && now >= next_ping && self.next_ping.is_some() {
+            out.push_str(SSE_PING);
+        }
+        if out.is_empty() {
+            return StreamStep::Wait(listener, next_ping);
+        }
+        self.next_ping = Some(now + self.heartbeat);
+        StreamStep::Send(out.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_whole_strings() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secreT", b"secret"));
+        assert!(!constant_time_eq(b"secret2", b"secret"));
+        assert!(!constant_time_eq(b"secre", b"secret"));
+        assert!(!constant_time_eq(b"", b"secret"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn the_cursor_parameter_is_found_among_others() {
+        assert_eq!(
+            Request::new("GET", "/topics/a?x=1&n=3").cursor_param(),
+            Ok(Some(Cursor(3)))
+        );
+        assert_eq!(
+            Request::new("GET", "/topics/a?nn=3").cursor_param(),
+            Ok(None)
+        );
+        assert_eq!(Request::new("GET", "/topics/a").cursor_param(), Ok(None));
+        assert_eq!(
+            Request::new("GET", "/topics/a?n=1&n=2").cursor_param(),
+            Err(Error::DuplicateCursor)
+        );
+        assert!(Request::new("GET", "/topics/a?n").cursor_param().is_err());
+        assert!(Request::new("GET", "/topics/a?n=%31")
+            .cursor_param()
+            .is_err());
+    }
+}

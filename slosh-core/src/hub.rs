@@ -1,0 +1,431 @@
+//! The hub: every topic and session, the settings, the filter, and the
+//! in-process publishing API.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::message::Json;
+use crate::metrics::{Metrics, SubscriberKind};
+use crate::name::{self, TopicName};
+use crate::session::Sessions;
+use crate::settings::{Mode, Settings};
+use crate::store::{Log, MemoryLog};
+use crate::topic::{Subscription, Topic};
+
+/// The longest a sweeper sleeps between sweeps. Expiry rules notice changes
+/// at sweeps, so this is their precision; one pass a second over the topic
+/// table is negligible next to serving requests.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What an embedder's filter decides about a message before it is stored.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Store the message as it is.
+    Keep,
+    /// Store this instead.
+    Replace(Json),
+    /// Store nothing; the publisher is told `"dropped":true`.
+    Drop,
+}
+
+/// A server-wide filter that sees each message and its topic before it is
+/// stored. It runs outside every lock of the hub, so it may take its time
+/// without holding up other topics.
+pub trait Filter: Send + Sync + 'static {
+    /// Decides about `message`, published to `topic`.
+    fn filter(&self, topic: &TopicName, message: &Json) -> Verdict;
+}
+
+impl<F> Filter for F
+where
+    F: Fn(&TopicName, &Json) -> Verdict + Send + Sync + 'static,
+{
+    fn filter(&self, topic: &TopicName, message: &Json) -> Verdict {
+        self(topic, message)
+    }
+}
+
+/// Makes the [`Log`] of a new topic, given its name and `queue`. The seam
+/// through which a shared store replaces the in-memory ring buffer.
+pub type LogFactory = dyn Fn(&TopicName, usize) -> Box<dyn Log> + Send + Sync;
+
+/// The outcome of a publish that was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The message's id, or `None` when the filter dropped it.
+    pub id: Option<u64>,
+}
+
+impl Published {
+    /// `{"ok":true,"id":N}` or `{"ok":true,"id":null,"dropped":true}`.
+    pub fn to_json(&self) -> String {
+        match self.id {
+            Some(id) => format!(r#"{{"ok":true,"id":{id}}}"#),
+            None => r#"{"ok":true,"id":null,"dropped":true}"#.to_string(),
+        }
+    }
+}
+
+/// The hub: a cheap-to-clone handle (`Send + Sync`) to every topic and
+/// session. Clone it into every handler that publishes.
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) settings: Settings,
+    topics: RwLock<HashMap<TopicName, Arc<Topic>>>,
+    pub(crate) sessions: Sessions,
+    filter: Option<Box<dyn Filter>>,
+    log_factory: Box<LogFactory>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Subscribers over all topics, against `max_subscribers_total`.
+    subscribers: Arc<AtomicUsize>,
+    shutting_down: AtomicBool,
+}
+
+/// Builds a [`Hub`]: settings, filter, store.
+pub struct Builder {
+    settings: Settings,
+    filter: Option<Box<dyn Filter>>,
+    log_factory: Option<Box<LogFactory>>,
+}
+
+impl Builder {
+    /// Replaces all settings at once (what a frontend's parsed flags give).
+    pub fn settings(mut self, settings: Settings) -> Builder {
+        self.settings = settings;
+        self
+    }
+
+    /// Topic lifetime rules.
+    pub fn mode(mut self, mode: Mode) -> Builder {
+        self.settings.mode = mode;
+        self
+    }
+
+    /// Messages kept per topic.
+    pub fn queue(mut self, queue: usize) -> Builder {
+        self.settings.queue = queue;
+        self
+    }
+
+    /// Long-poll timeout; `None` parks until a message comes.
+    pub fn poll_timeout(mut self, timeout: Option<Duration>) -> Builder {
+        self.settings.poll_timeout = timeout;
+        self
+    }
+
+    /// The largest message accepted, in bytes.
+    pub fn max_message(mut self, bytes: usize) -> Builder {
+        self.settings.max_message = bytes;
+        self
+    }
+
+    /// Topics at most.
+    pub fn max_topics(mut self, topics: usize) -> Builder {
+        self.settings.max_topics = topics;
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on POST and DELETE.
+    pub fn publish_token(mut self, token: impl Into<String>) -> Builder {
+        self.settings.publish_token = Some(token.into());
+        self
+    }
+
+    /// Sets the filter every message passes before it is stored.
+    pub fn filter(mut self, filter: impl Filter) -> Builder {
+        self.filter = Some(Box::new(filter));
+        self
+    }
+
+    /// Stores topics' messages through `factory` instead of in memory.
+    pub fn log_factory(
+        mut self,
+        factory: impl Fn(&TopicName, usize) -> Box<dyn Log> + Send + Sync + 'static,
+    ) -> Builder {
+        self.log_factory = Some(Box::new(factory));
+        self
+    }
+
+    /// The hub.
+    pub fn build(self) -> Hub {
+        let mut settings = self.settings;
+        settings.queue = settings.queue.max(1);
+        Hub {
+            inner: Arc::new(Inner {
+                sessions: Sessions::new(settings.session_timeout),
+                settings,
+                topics: RwLock::new(HashMap::new()),
+                filter: self.filter,
+                log_factory: self.log_factory.unwrap_or_else(|| {
+                    Box::new(|_: &TopicName, queue| Box::new(MemoryLog::new(queue)) as Box<dyn Log>)
+                }),
+                metrics: Arc::new(Metrics::default()),
+                subscribers: Arc::new(AtomicUsize::new(0)),
+                shutting_down: AtomicBool::new(false),
+            }),
+        }
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Hub {
+        Hub::builder().build()
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("settings", &self.inner.settings)
+            .field("topics", &self.topic_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A builder starting from the spec's defaults.
+    pub fn builder() -> Builder {
+        Builder {
+            settings: Settings::default(),
+            filter: None,
+            log_factory: None,
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The counters behind `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// How many body bytes an adapter should read at most before it gives
+    /// up and passes [`Body::TooLarge`](crate::Body::TooLarge): `max_message`,
+    /// inclusive.
+    pub fn body_limit(&self) -> usize {
+        self.inner.settings.max_message
+    }
+
+    /// Publishes `value` to `topic` from inside the application: the same
+    /// path as a POST (name rule, size limit, filter, mode), minus HTTP.
+    pub fn publish<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        value: &T,
+    ) -> Result<Published, Error> {
+        let json = Json::to_json(value).map_err(|e| Error::Unserializable(e.to_string()))?;
+        self.publish_json(topic, json)
+    }
+
+    /// Publishes an already-encoded message.
+    pub fn publish_json(&self, topic: &str, json: Json) -> Result<Published, Error> {
+        let result = self.publish_inner(topic, json);
+        if let Err(error) = &result {
+            self.inner.metrics.rejected(error);
+        }
+        result
+    }
+
+    fn publish_inner(&self, topic: &str, json: Json) -> Result<Published, Error> {
+        name::validate(topic).map_err(Error::BadTopicName)?;
+        let limit = self.inner.settings.max_message;
+        if json.len() > limit {
+            return Err(Error::TooLarge { limit });
+        }
+        let json = match &self.inner.filter {
+            None => json,
+            Some(filter) => {
+                let name = TopicName::parse(topic).map_err(Error::BadTopicName)?;
+                match filter.filter(&name, &json) {
+                    Verdict::Keep => json,
+                    Verdict::Replace(replacement) => replacement,
+                    Verdict::Drop => {
+                        self.inner.metrics.dropped();
+                        return Ok(Published { id: None });
+                    }
+                }
+            }
+        };
+        let create = self.inner.settings.mode == Mode::Normal;
+        // Appending while the table is read-locked means the sweeper can
+        // never remove a topic between our lookup and our append, which
+        // would lose a message we acknowledged.
+        let message = {
+            let topics = self.read_topics();
+            match topics.get(topic) {
+                Some(existing) => existing.append(json),
+                None => {
+                    drop(topics);
+                    if !create {
+                        return Err(Error::NoSuchTopic(topic.to_string()));
+                    }
+                    let mut topics = self.write_topics();
+                    let found = self.get_or_create(&mut topics, topic)?;
+                    found.append(json)
+                }
+            }
+        };
+        self.inner.metrics.published();
+        Ok(Published {
+            id: Some(message.id()),
+        })
+    }
+
+    /// Looks `name` up, creating it (subject to `max_topics`) when missing.
+    fn get_or_create(
+        &self,
+        topics: &mut HashMap<TopicName, Arc<Topic>>,
+        name: &str,
+    ) -> Result<Arc<Topic>, Error> {
+        if let Some(topic) = topics.get(name) {
+            return Ok(Arc::clone(topic));
+        }
+        let limit = self.inner.settings.max_topics;
+        if topics.len() >= limit {
+            return Err(Error::TooManyTopics { limit });
+        }
+        let name = TopicName::parse(name).map_err(Error::BadTopicName)?;
+        let log = (self.inner.log_factory)(&name, self.inner.settings.queue);
+        let topic = Arc::new(Topic::new(name.clone(), log));
+        topics.insert(name, Arc::clone(&topic));
+        Ok(topic)
+    }
+
+    /// Looks `name` up (creating it if asked) and counts a subscriber of
+    /// `kind` on it, in one step the sweeper cannot come between.
+    pub(crate) fn subscribe(
+        &self,
+        name: &str,
+        kind: SubscriberKind,
+    ) -> Result<Subscription, Error> {
+        let inner = &self.inner;
+        {
+            let topics = self.read_topics();
+            if let Some(topic) = topics.get(name) {
+                return Subscription::join(
+                    topic,
+                    kind,
+                    &inner.settings,
+                    &inner.subscribers,
+                    &inner.metrics,
+                );
+            }
+        }
+        let mut topics = self.write_topics();
+        let topic = self.get_or_create(&mut topics, name)?;
+        Subscription::join(
+            &topic,
+            kind,
+            &inner.settings,
+            &inner.subscribers,
+            &inner.metrics,
+        )
+    }
+
+    /// The topic named `name`, if it exists; never creates.
+    pub(crate) fn find(&self, name: &str) -> Option<Arc<Topic>> {
+        self.read_topics().get(name).cloned()
+    }
+
+    /// Removes a topic and its buffer: parked polls get an empty batch,
+    /// streams end. `false` if there was no such topic.
+    pub fn delete(&self, name: &str) -> bool {
+        let removed = self.write_topics().remove(name);
+        match removed {
+            Some(topic) => {
+                topic.close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Topics that exist now.
+    pub fn topic_count(&self) -> usize {
+        self.read_topics().len()
+    }
+
+    /// The `.info` object of one topic, `None` if it does not exist.
+    pub fn info(&self, name: &str) -> Option<serde_json::Value> {
+        self.find(name).map(|topic| topic.info_json())
+    }
+
+    /// `{"topics":[INFO,…]}`, sorted by name so the answer is stable.
+    pub fn list(&self) -> serde_json::Value {
+        let mut topics: Vec<Arc<Topic>> = self.read_topics().values().cloned().collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        let infos: Vec<serde_json::Value> = topics.iter().map(|t| t.info_json()).collect();
+        serde_json::json!({ "topics": infos })
+    }
+
+    /// Removes idle topics and expired sessions, and returns when it wants
+    /// to run next (at most [`SWEEP_INTERVAL`] from `now`).
+    pub fn sweep(&self, now: Instant) -> Instant {
+        let next_session = self.inner.sessions.sweep(now);
+        let removed: Vec<Arc<Topic>> = {
+            let mut topics = self.write_topics();
+            let settings = &self.inner.settings;
+            let expired: Vec<TopicName> = topics
+                .iter()
+                .filter(|(_, topic)| topic.expired(settings, now))
+                .map(|(name, _)| name.clone())
+                .collect();
+            expired
+                .iter()
+                .filter_map(|name| topics.remove(name))
+                .collect()
+        };
+        for topic in removed {
+            topic.close();
+        }
+        let next = now + SWEEP_INTERVAL;
+        next_session.map_or(next, |at| at.clamp(now, next))
+    }
+
+    /// Starts shutting down: parked long-polls answer with their batch,
+    /// streams end, and new subscriptions are refused.
+    pub fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        for topic in self.read_topics().values() {
+            topic.wake_all();
+        }
+    }
+
+    /// Whether [`Hub::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Live sessions now.
+    pub fn session_count(&self) -> usize {
+        self.inner.sessions.len()
+    }
+
+    fn read_topics(&self) -> RwLockReadGuard<'_, HashMap<TopicName, Arc<Topic>>> {
+        // Every change to the table is a single insert or remove, so a panic
+        // elsewhere cannot leave it half-changed.
+        self.inner
+            .topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_topics(&self) -> RwLockWriteGuard<'_, HashMap<TopicName, Arc<Topic>>> {
+        self.inner
+            .topics
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,123 @@
+//! The runtime-agnostic heart of slosh, a realtime web hub.
+//!
+//! Services publish by POSTing into a topic URL; browsers and scripts receive
+//! those messages by long-poll (XML or JSON), Server-Sent Events or WebSocket.
+//! This crate holds every rule of that protocol that does not need a socket:
+//! topic state, cursors and sessions, publish decoding, the encodings, and the
+//! decision of what to answer to a request. It never reads the clock and
+//! never spawns anything: time comes in as a `now: Instant` argument, and
+//! whatever has to wait (a parked long-poll, an event stream) is handed back
+//! to the caller together with the deadline at which it must be polled again.
+//! The adapters (`slosh-hyper`, `slosh-actix`) own the sockets, the timers
+//! and the tasks; they only convert types.
+//!
+//! # Layout
+//!
+//! - [`name`]: [`TopicName`], the one validated form of a topic's name.
+//! - [`cursor`]: [`Cursor`], a client's "what I have seen", parsed from `n`
+//!   or `Last-Event-ID`.
+//! - [`route`]: a request path split into a [`Route`], and the [`Format`] a
+//!   long-poll or stream answers in (suffix or `Accept` negotiation).
+//! - [`message`]: [`Json`] (compact JSON text, validated once) and
+//!   [`Message`] (an id plus its JSON, with its XML encoded at most once).
+//! - `decode`: a publish body (JSON, form fields, text) into [`Json`].
+//! - `xml`: the JSON→XML mapping of a message.
+//! - [`batch`]: [`Batch`] `{ max, saw, delivering, messages }` and its JSON,
+//!   XML and SSE encodings.
+//! - [`store`]: [`Log`], the narrow seam behind which a topic's messages and
+//!   ids live, and [`MemoryLog`], its in-memory ring buffer.
+//! - `topic`: a topic: its log, the event parked requests wait on, and the
+//!   counters that decide when it expires.
+//! - `session`: sessions (the `slosh_session` cookie) and their per-topic
+//!   cursors.
+//! - [`settings`]: [`Settings`] with the defaults of the spec, and the
+//!   parsers for durations and sizes the frontends share.
+//! - [`hub`]: [`Hub`], the cheap-to-clone handle that owns all of the above,
+//!   with [`Hub::publish`] for in-process publishing and [`Hub::sweep`] for
+//!   expiry.
+//! - [`http`]: the protocol decision layer: a framework-neutral [`Request`]
+//!   in, an [`Outcome`] out: an immediate [`Response`], a parked
+//!   [`LongPoll`], or an [`EventStream`].
+//! - [`error`]: [`Error`], every refusal with its HTTP status and a message a
+//!   person can act on.
+//! - [`metrics`]: the counters behind `/metrics`.
+//!
+//! # How a request flows
+//!
+//! An adapter builds a [`Request`] from its framework's request (reading the
+//! body up to [`Hub::body_limit`]) and calls [`Hub::handle`] with the current
+//! time. What comes back is one of:
+//!
+//! - [`Outcome::Respond`]: send it.
+//! - [`Outcome::Park`]: a [`LongPoll`]. Call [`LongPoll::poll`] with the
+//!   current time; it either answers, or hands back an `EventListener` to
+//!   await together with a sleep until [`LongPoll::deadline`]. Dropping the
+//!   `LongPoll` (the client went away) forgets the subscriber at once.
+//! - [`Outcome::Stream`]: an [`EventStream`]. Send [`EventStream::head`],
+//!   then loop on [`EventStream::poll`], writing each chunk, until it ends.
+//!
+//! A sweeper calls [`Hub::sweep`] at the instant it returns, which removes
+//! idle topics and expired sessions.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Instant;
+//! use slosh_core::{Hub, Outcome, Request};
+//!
+//! let hub = Hub::builder().build();
+//! let now = Instant::now();
+//!
+//! // A client long-polls topic "chat" from message 0 on; nothing is there yet,
+//! // so the request is parked.
+//! let mut poll = match hub.handle(Request::new("GET", "/topics/chat.json?n=0"), now) {
+//!     Outcome::Park(poll) => poll,
+//!     _ => unreachable!("an empty topic parks the request"),
+//! };
+//! assert!(poll.poll(now).is_wait());
+//!
+//! // A handler of the host application publishes; the parked client is answered.
+//! let published = hub.publish("chat", &serde_json::json!({"x": ["hello!"]})).unwrap();
+//! assert_eq!(published.id, Some(1));
+//! let response = poll.poll(now).into_response().unwrap();
+//! assert_eq!(response.status, 200);
+//! assert_eq!(
+//!     &response.body[..],
+//!     br#"{"max":1,"saw":1,"delivering":1,"res":[{"x":["hello!"]}]}"#
+//! );
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod batch;
+pub mod cursor;
+mod decode;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod message;
+pub mod metrics;
+pub mod name;
+pub mod route;
+mod session;
+pub mod settings;
+pub mod store;
+mod topic;
+mod xml;
+
+pub use batch::Batch;
+pub use cursor::Cursor;
+pub use decode::{BodyKind, DecodeError};
+pub use error::Error;
+pub use http::{Body, EventStream, LongPoll, Outcome, Request, Response, StreamStep, Wake};
+pub use hub::{Builder, Filter, Hub, Published, Verdict};
+pub use message::{Json, Message};
+pub use name::TopicName;
+pub use route::{Format, Route, Suffix};
+pub use settings::{Mode, Settings};
+pub use store::{Log, MemoryLog};
+
+/// Re-exported so adapters name the listener type without depending on the
+/// crate themselves.
+pub use event_listener::EventListener;

@@ -1,0 +1,199 @@
+//! The counters behind `/metrics`, kept as relaxed atomics: they are
+//! statistics, never used to decide anything, so no ordering is needed.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use crate::error::Error;
+
+/// The kinds of subscriber, as `/metrics` labels them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriberKind {
+    /// A parked long-poll.
+    LongPoll,
+    /// A Server-Sent Events stream.
+    Sse,
+    /// A WebSocket.
+    WebSocket,
+}
+
+impl SubscriberKind {
+    const ALL: [SubscriberKind; 3] = [
+        SubscriberKind::Sse,
+        SubscriberKind::WebSocket,
+        SubscriberKind::LongPoll,
+    ];
+
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            SubscriberKind::LongPoll => "longpoll",
+            SubscriberKind::Sse => "sse",
+            SubscriberKind::WebSocket => "websocket",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            SubscriberKind::Sse => 0,
+            SubscriberKind::WebSocket => 1,
+            SubscriberKind::LongPoll => 2,
+        }
+    }
+}
+
+/// The hub's counters.
+#[derive(Default)]
+pub struct Metrics {
+    published: AtomicU64,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    disconnected_slow: AtomicU64,
+    rejected: [AtomicU64; Error::REASONS.len()],
+    subscribers: [AtomicUsize; 3],
+}
+
+impl Metrics {
+    pub(crate) fn published(&self) {
+        self.published.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn delivered(&self, count: u64) {
+        if count > 0 {
+            self.delivered.fetch_add(count, Relaxed);
+        }
+    }
+
+    pub(crate) fn dropped(&self) {
+        self.dropped.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a streaming subscriber cut off for not keeping up.
+    pub fn disconnected_slow(&self) {
+        self.disconnected_slow.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn rejected(&self, error: &Error) {
+        let reason = error.reason();
+        if let Some(i) = Error::REASONS.iter().position(|r| *r == reason) {
+            if let Some(counter) = self.rejected.get(i) {
+                counter.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn subscribers(&self, kind: SubscriberKind) -> &AtomicUsize {
+        // `index` is below 3 by construction.
+        &self.subscribers[kind.index()]
+    }
+
+    /// Messages accepted and stored.
+    pub fn published_total(&self) -> u64 {
+        self.published.load(Relaxed)
+    }
+
+    /// Messages handed to subscribers (one per subscriber per message).
+    pub fn delivered_total(&self) -> u64 {
+        self.delivered.load(Relaxed)
+    }
+
+    /// Messages the embedder's filter dropped.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.load(Relaxed)
+    }
+
+    /// Requests refused for `reason` (one of [`Error::REASONS`]).
+    pub fn rejected_total(&self, reason: &str) -> u64 {
+        Error::REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .and_then(|i| self.rejected.get(i))
+            .map_or(0, |c| c.load(Relaxed))
+    }
+
+    /// Subscribers of `kind` connected now.
+    pub fn subscribers_now(&self, kind: SubscriberKind) -> usize {
+        self.subscribers(kind).load(Relaxed)
+    }
+
+    /// The counters in Prometheus text format, with the gauge of topics
+    /// given by the caller (the hub knows it, the counters do not).
+    pub fn to_prometheus(&self, topics: usize) -> String {
+        let mut out = String::with_capacity(1024);
+        let _ = writeln!(out, "# HELP slosh_topics Topics that exist now.\n# TYPE slosh_topics gauge\nslosh_topics {topics}");
+        out.push_str("# HELP slosh_subscribers Subscribers connected now, by kind.\n# TYPE slosh_subscribers gauge\n");
+        for kind in SubscriberKind::ALL {
+            let _ = writeln!(
+                out,
+                "slosh_subscribers{{kind=\"{}\"}} {}",
+                kind.label(),
+                self.subscribers_now(kind)
+            );
+        }
+        let counters = [
+            (
+                "slosh_messages_published_total",
+                "Messages accepted and stored.",
+                self.published_total(),
+            ),
+            (
+                "slosh_messages_delivered_total",
+                "Messages handed to subscribers, one per subscriber.",
+                self.delivered_total(),
+            ),
+            (
+                "slosh_messages_dropped_total",
+                "Messages dropped by the filter.",
+                self.dropped_total(),
+            ),
+            (
+                "slosh_subscribers_dropped_slow_total",
+                "Streaming subscribers disconnected for not keeping up.",
+                self.disconnected_slow.load(Relaxed),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        out.push_str("# HELP slosh_requests_rejected_total Requests refused, by reason.\n# TYPE slosh_requests_rejected_total counter\n");
+        for reason in Error::REASONS {
+            let _ = writeln!(
+                out,
+                "slosh_requests_rejected_total{{reason=\"{reason}\"}} {}",
+                self.rejected_total(reason)
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_every_counter() {
+        let metrics = Metrics::default();
+        metrics.published();
+        metrics.rejected(&Error::TooLarge { limit: 1 });
+        metrics
+            .subscribers(SubscriberKind::Sse)
+            .fetch_add(2, Relaxed);
+        let text = metrics.to_prometheus(3);
+        for line in [
+            "slosh_topics 3",
+            "slosh_subscribers{kind=\"sse\"} 2",
+            "slosh_subscribers{kind=\"longpoll\"} 0",
+            "slosh_messages_published_total 1",
+            "slosh_requests_rejected_total{reason=\"too_large\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+    }
+}

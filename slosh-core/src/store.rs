@@ -1,0 +1,149 @@
+//! Where a topic's messages and ids live.
+//!
+//! This is the one seam between delivery semantics and storage. Everything
+//! the protocol decides (cursors above `max`, `saw`, gaps, wakeups) lives in
+//! the topic and hub; a [`Log`] only appends, numbers and reads back. A
+//! shared store (several slosh servers on one Redis: a stream for the buffer
+//! and ids, pub/sub to wake the other servers' subscribers) implements the
+//! same trait, and the adapters never notice.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::message::{Json, Message};
+
+/// A topic's message buffer: the last `queue` messages with ids 1, 2, 3 …
+pub trait Log: Send + Sync {
+    /// Stores `json` under the next id and returns the stored message.
+    fn append(&self, json: Json) -> Message;
+
+    /// Appends to `out` every buffered message with an id above `after`,
+    /// oldest first, and returns the newest id (`max`) of the same instant,
+    /// so the two are always consistent.
+    fn read_after(&self, after: u64, out: &mut Vec<Message>) -> u64;
+
+    /// The newest id, 0 before the first message.
+    fn max(&self) -> u64;
+
+    /// How many messages are buffered now.
+    fn buffered(&self) -> usize;
+}
+
+/// The in-memory [`Log`]: a ring buffer behind a mutex held only for a push
+/// or a copy of a few reference-counted pointers, so a publisher is never
+/// held up by a reader for longer than that.
+pub struct MemoryLog {
+    ring: Mutex<Ring>,
+    capacity: usize,
+}
+
+struct Ring {
+    messages: VecDeque<Message>,
+    max: u64,
+}
+
+impl MemoryLog {
+    /// A log keeping the newest `capacity` messages (at least one).
+    pub fn new(capacity: usize) -> MemoryLog {
+        let capacity = capacity.max(1);
+        MemoryLog {
+            // Grown on demand: most topics hold a handful of messages, and a
+            // full-size buffer per topic would be paid by every idle topic.
+            ring: Mutex::new(Ring {
+                messages: VecDeque::new(),
+                max: 0,
+            }),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ring> {
+        // The ring is consistent after every statement that changes it, so a
+        // panic elsewhere while it was held leaves nothing half-done.
+        self.ring.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Log for MemoryLog {
+    fn append(&self, json: Json) -> Message {
+        let mut ring = self.lock();
+        ring.max += 1;
+        let message = Message::new(ring.max, json);
+        if ring.messages.len() == self.capacity {
+            // Dropping the evicted message outside the lock would be nicer,
+            // but it is only a reference-count decrement in the common case
+            // where a subscriber still holds it.
+            ring.messages.pop_front();
+        }
+        ring.messages.push_back(message.clone());
+        message
+    }
+
+    fn read_after(&self, after: u64, out: &mut Vec<Message>) -> u64 {
+        let ring = self.lock();
+        if after < ring.max {
+            let oldest = ring.max - ring.messages.len() as u64 + 1;
+            let skip = after.saturating_sub(oldest - 1);
+            let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+            out.extend(ring.messages.iter().skip(skip).cloned());
+        }
+        ring.max
+    }
+
+    fn max(&self) -> u64 {
+        self.lock().max
+    }
+
+    fn buffered(&self) -> usize {
+        self.lock().messages.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_with(capacity: usize, count: u64) -> MemoryLog {
+        let log = MemoryLog::new(capacity);
+        for i in 1..=count {
+            let message = log.append(Json::from(serde_json::json!(i)));
+            assert_eq!(message.id(), i);
+        }
+        log
+    }
+
+    fn ids_after(log: &MemoryLog, after: u64) -> (u64, Vec<u64>) {
+        let mut out = Vec::new();
+        let max = log.read_after(after, &mut out);
+        (max, out.iter().map(Message::id).collect())
+    }
+
+    #[test]
+    fn ids_count_from_one_and_max_follows() {
+        let log = log_with(10, 0);
+        assert_eq!(log.max(), 0);
+        assert_eq!(ids_after(&log, 0), (0, vec![]));
+        let log = log_with(10, 3);
+        assert_eq!(log.max(), 3);
+        assert_eq!(ids_after(&log, 0), (3, vec![1, 2, 3]));
+        assert_eq!(ids_after(&log, 2), (3, vec![3]));
+        assert_eq!(ids_after(&log, 3), (3, vec![]));
+    }
+
+    #[test]
+    fn the_ring_keeps_only_the_newest_messages() {
+        let log = log_with(3, 5);
+        assert_eq!(log.buffered(), 3);
+        assert_eq!(ids_after(&log, 0), (5, vec![3, 4, 5]));
+        assert_eq!(ids_after(&log, 3), (5, vec![4, 5]));
+        assert_eq!(ids_after(&log, 4), (5, vec![5]));
+    }
+
+    #[test]
+    fn a_cursor_past_max_reads_nothing() {
+        // What a cursor above max *means* is the topic's decision, not the
+        // log's: the log only reports max alongside an empty read.
+        let log = log_with(3, 2);
+        assert_eq!(ids_after(&log, 9), (2, vec![]));
+    }
+}

@@ -1,0 +1,182 @@
+//! A topic: its log, the event its subscribers wait on, and the counters
+//! that decide when it expires.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use event_listener::{Event, EventListener};
+
+use crate::error::Error;
+use crate::message::{Json, Message};
+use crate::metrics::{Metrics, SubscriberKind};
+use crate::name::TopicName;
+use crate::settings::{Mode, Settings};
+use crate::store::Log;
+
+/// One topic.
+///
+/// Waiting follows the check–listen–check pattern: a subscriber first
+/// [`listen`](Topic::listen)s, then reads the log, and only waits if the read
+/// came back empty, so a publish between the read and the wait can never be
+/// missed.
+pub(crate) struct Topic {
+    pub(crate) name: TopicName,
+    pub(crate) log: Box<dyn Log>,
+    /// Notified after every append, on delete and on shutdown.
+    event: Event,
+    /// Parked long-polls, SSE streams and WebSockets on this topic now.
+    pub(crate) subscribers: AtomicUsize,
+    /// Live sessions holding a cursor for this topic.
+    pub(crate) sessions: AtomicUsize,
+    /// Set when the topic is deleted or expired: its subscribers end.
+    closed: AtomicBool,
+    /// What the sweeper remembers between sweeps.
+    sweep: Mutex<SweepState>,
+}
+
+/// Expiry bookkeeping, touched only by the sweeper: the hot paths (publish,
+/// subscribe, leave) only move counters, and the sweeper notices changes.
+/// That keeps the clock out of them, at the price of expiry being as precise
+/// as the sweep interval.
+#[derive(Default)]
+struct SweepState {
+    /// `max` at the previous sweep; a change means somebody published.
+    seen_max: u64,
+    /// Since when nothing has kept the topic alive, as first noticed.
+    idle_since: Option<Instant>,
+}
+
+impl Topic {
+    pub(crate) fn new(name: TopicName, log: Box<dyn Log>) -> Topic {
+        Topic {
+            name,
+            log,
+            event: Event::new(),
+            subscribers: AtomicUsize::new(0),
+            sessions: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            sweep: Mutex::new(SweepState::default()),
+        }
+    }
+
+    /// Appends a message and wakes everybody waiting.
+    pub(crate) fn append(&self, json: Json) -> Message {
+        let message = self.log.append(json);
+        self.event.notify(usize::MAX);
+        message
+    }
+
+    /// A listener to register *before* reading the log.
+    pub(crate) fn listen(&self) -> EventListener {
+        self.event.listen()
+    }
+
+    /// Wakes every subscriber (shutdown: they look at the hub's flag).
+    pub(crate) fn wake_all(&self) {
+        self.event.notify(usize::MAX);
+    }
+
+    /// Ends every subscriber: the topic was deleted or expired.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.event.notify(usize::MAX);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Whether the sweeper should remove this topic now. Called with the
+    /// topic table write-locked, so no subscriber can arrive meanwhile.
+    pub(crate) fn expired(&self, settings: &Settings, now: Instant) -> bool {
+        let mut state = self.sweep.lock().unwrap_or_else(PoisonError::into_inner);
+        let max = self.log.max();
+        let watched = self.subscribers.load(Ordering::SeqCst) > 0;
+        let (busy, grace) = match settings.mode {
+            // Mailbox topics are kept by subscribers alone; a publish inside
+            // the linger window waits for the subscriber who comes back.
+            Mode::Mailbox => (watched, settings.linger),
+            Mode::Normal => (
+                watched || max != state.seen_max || self.sessions.load(Ordering::SeqCst) > 0,
+                settings.topic_idle,
+            ),
+        };
+        state.seen_max = max;
+        if busy {
+            state.idle_since = None;
+            return false;
+        }
+        let since = *state.idle_since.get_or_insert(now);
+        now.saturating_duration_since(since) >= grace
+    }
+
+    /// The `.info` object.
+    pub(crate) fn info_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "topic": self.name.as_str(),
+            "max": self.log.max(),
+            "buffered": self.log.buffered(),
+            "subscribers": self.subscribers.load(Ordering::SeqCst),
+            "sessions": self.sessions.load(Ordering::SeqCst),
+        })
+    }
+}
+
+/// A counted subscriber of a topic: parked long-poll, SSE stream or
+/// WebSocket. Dropping it is leaving, so a client that disconnects is
+/// forgotten the moment its adapter drops the request.
+pub(crate) struct Subscription {
+    topic: Arc<Topic>,
+    kind: SubscriberKind,
+    total: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+}
+
+impl Subscription {
+    /// Counts one more subscriber, refusing it past either limit. Called
+    /// while the topic table is read-locked, so the sweeper (which write-locks
+    /// it) sees either no subscriber and a topic it may remove, or this one.
+    pub(crate) fn join(
+        topic: &Arc<Topic>,
+        kind: SubscriberKind,
+        settings: &Settings,
+        total: &Arc<AtomicUsize>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Subscription, Error> {
+        if topic.subscribers.fetch_add(1, Ordering::SeqCst) >= settings.max_subscribers {
+            topic.subscribers.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::TooManySubscribers {
+                limit: settings.max_subscribers,
+            });
+        }
+        if total.fetch_add(1, Ordering::SeqCst) >= settings.max_subscribers_total {
+            total.fetch_sub(1, Ordering::SeqCst);
+            topic.subscribers.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::TooManySubscribersTotal {
+                limit: settings.max_subscribers_total,
+            });
+        }
+        metrics.subscribers(kind).fetch_add(1, Ordering::Relaxed);
+        Ok(Subscription {
+            topic: Arc::clone(topic),
+            kind,
+            total: Arc::clone(total),
+            metrics: Arc::clone(metrics),
+        })
+    }
+
+    pub(crate) fn topic(&self) -> &Arc<Topic> {
+        &self.topic
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.topic.subscribers.fetch_sub(1, Ordering::SeqCst);
+        self.total.fetch_sub(1, Ordering::SeqCst);
+        self.metrics
+            .subscribers(self.kind)
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
