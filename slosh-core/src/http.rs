@@ -321,7 +321,7 @@ impl Hub {
         };
         let kind = BodyKind::from_content_type(request.content_type)?;
         let json = decode::decode(kind, body)?;
-        self.publish_json(name, Json::from_compact(json))
+        self.publish_accepted(name, Json::from_compact(json))
     }
 
     fn long_poll(

@@ -229,21 +229,26 @@ impl Hub {
         self.publish_json(topic, json)
     }
 
-    /// Publishes an already-encoded message.
+    /// Publishes an already-encoded message. `max_message` limits its JSON
+    /// text, as it limits a POST's body.
     pub fn publish_json(&self, topic: &str, json: Json) -> Result<Published, Error> {
-        let result = self.publish_inner(topic, json);
+        let limit = self.inner.settings.max_message;
+        let result = if json.len() > limit {
+            Err(Error::TooLarge { limit })
+        } else {
+            self.publish_accepted(topic, json)
+        };
         if let Err(error) = &result {
             self.inner.metrics.rejected(error);
         }
         result
     }
 
-    fn publish_inner(&self, topic: &str, json: Json) -> Result<Published, Error> {
+    /// Publishes a message whose size was already judged: a POST's limit is
+    /// on the body as sent, and decoding may make the JSON longer (a text
+    /// body gains quotes), which must not turn an accepted body into a 413.
+    pub(crate) fn publish_accepted(&self, topic: &str, json: Json) -> Result<Published, Error> {
         name::validate(topic).map_err(Error::BadTopicName)?;
-        let limit = self.inner.settings.max_message;
-        if json.len() > limit {
-            return Err(Error::TooLarge { limit });
-        }
         let json = match &self.inner.filter {
             None => json,
             Some(filter) => {

@@ -120,4 +120,4 @@ pub use store::{Log, MemoryLog};
 
 /// Re-exported so adapters name the listener type without depending on the
 /// crate themselves.
-pub use event_listener::EventListener;
+pub use event_listener::{EventListener, Listener};

@@ -93,21 +93,29 @@ impl Topic {
         let mut state = self.sweep.lock().unwrap_or_else(PoisonError::into_inner);
         let max = self.log.max();
         let watched = self.subscribers.load(Ordering::SeqCst) > 0;
-        let (busy, grace) = match settings.mode {
+        let published = max != state.seen_max;
+        state.seen_max = max;
+        let (watched, grace) = match settings.mode {
             // Mailbox topics are kept by subscribers alone; a publish inside
             // the linger window waits for the subscriber who comes back.
             Mode::Mailbox => (watched, settings.linger),
             Mode::Normal => (
-                watched || max != state.seen_max || self.sessions.load(Ordering::SeqCst) > 0,
+                watched || self.sessions.load(Ordering::SeqCst) > 0,
                 settings.topic_idle,
             ),
         };
-        state.seen_max = max;
-        if busy {
+        // Never early, at most one sweep late: a publish happened before the
+        // sweep that saw it, so the idle time starts there; a subscriber
+        // left after the last sweep that saw it, so the idle time starts at
+        // the first sweep that finds it gone.
+        let since = if watched {
             state.idle_since = None;
             return false;
-        }
-        let since = *state.idle_since.get_or_insert(now);
+        } else if published && settings.mode == Mode::Normal {
+            *state.idle_since.insert(now)
+        } else {
+            *state.idle_since.get_or_insert(now)
+        };
         now.saturating_duration_since(since) >= grace
     }
 
