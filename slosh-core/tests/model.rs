@@ -1,0 +1,230 @@
+//! Property test: random sequences of publish, poll with a cursor, poll by
+//! session, session expiry, delete and SSE resume, run against the hub and
+//! against a plain model of SPEC 3 and 5. Every answer's `max`, `saw`,
+//! `delivering`, ids and order must match the model.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use serde_json::Value;
+use slosh_core::{Hub, Outcome, Request, Response, Settings, StreamStep, Wake};
+
+const CLIENTS: usize = 3;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Publish(i64),
+    /// Poll with `n` = max + offset − 2 (clamped at 0), so cursors below,
+    /// at and above max all occur.
+    PollN(u8),
+    /// Poll as client k with its session cookie, if it has one.
+    PollSession(usize),
+    /// 31 s pass and the sweeper runs: every session expires.
+    Expire,
+    /// DELETE: the topic's next life starts at id 1.
+    Delete,
+    /// Open an SSE stream resuming at max + offset − 2 and read once.
+    Stream(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => any::<i64>().prop_map(Op::Publish),
+        2 => (0u8..6).prop_map(Op::PollN),
+        3 => (0..CLIENTS).prop_map(Op::PollSession),
+        1 => Just(Op::Expire),
+        1 => Just(Op::Delete),
+        1 => (0u8..6).prop_map(Op::Stream),
+    ]
+}
+
+/// What the spec says the hub holds.
+#[derive(Default)]
+struct Model {
+    queue: usize,
+    /// Which life of the topic this is (bumped by delete).
+    life: u32,
+    /// Every message of this life: (id, value).
+    messages: Vec<(u64, i64)>,
+    /// Per client: the cookie it sends, and whether the hub still knows it.
+    cookies: [Option<(String, bool)>; CLIENTS],
+    /// Per client session: (life, cursor) for the one topic.
+    cursors: HashMap<usize, (u32, u64)>,
+    /// Whether the topic exists (anything but DELETE creates it).
+    exists: bool,
+}
+
+impl Model {
+    fn max(&self) -> u64 {
+        self.messages.len() as u64
+    }
+
+    /// The answer to a cursor, as SPEC 3 defines it.
+    fn batch(&self, cursor: u64) -> (u64, u64, Vec<(u64, i64)>) {
+        let max = self.max();
+        let cursor = if cursor > max { 0 } else { cursor };
+        let buffered_from = self.messages.len().saturating_sub(self.queue);
+        let delivered: Vec<(u64, i64)> = self.messages[buffered_from..]
+            .iter()
+            .filter(|(id, _)| *id > cursor)
+            .copied()
+            .collect();
+        (max, max - cursor, delivered)
+    }
+}
+
+fn parse(response: &Response) -> (u64, u64, Vec<i64>) {
+    let body: Value = serde_json::from_slice(&response.body).unwrap();
+    let res: Vec<i64> = body["res"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    assert_eq!(body["delivering"].as_u64().unwrap(), res.len() as u64);
+    (body["max"].as_u64().unwrap(), body["saw"].as_u64().unwrap(), res)
+}
+
+fn expect(response: &Response, model: (u64, u64, Vec<(u64, i64)>)) {
+    let (max, saw, messages) = model;
+    let values: Vec<i64> = messages.iter().map(|(_, v)| *v).collect();
+    assert_eq!(parse(response), (max, saw, values));
+}
+
+fn run(queue: usize, ops: Vec<Op>) {
+    let settings = Settings {
+        queue,
+        poll_timeout: Some(Duration::from_secs(1)),
+        session_timeout: Duration::from_secs(30),
+        topic_idle: Duration::from_secs(1_000_000),
+        ..Settings::default()
+    };
+    let hub = Hub::builder().settings(settings).build();
+    let mut now = Instant::now();
+    let mut model = Model { queue, ..Model::default() };
+
+    for op in ops {
+        let touches = !matches!(op, Op::Delete | Op::Expire);
+        match op {
+            Op::Publish(value) => {
+                let response = match hub.handle(
+                    Request::new("POST", "/topics/t")
+                        .with_header("Content-Type", "application/json")
+                        .with_body(value.to_string()),
+                    now,
+                ) {
+                    Outcome::Respond(response) => response,
+                    other => panic!("{other:?}"),
+                };
+                model.messages.push((model.max() + 1, value));
+                let body: Value = serde_json::from_slice(&response.body).unwrap();
+                assert_eq!(body["id"].as_u64(), Some(model.max()));
+            }
+            Op::PollN(offset) => {
+                let cursor = (model.max() + u64::from(offset)).saturating_sub(2);
+                let target = format!("/topics/t.json?n={cursor}");
+                let expected = model.batch(cursor);
+                match hub.handle(Request::new("GET", &target), now) {
+                    Outcome::Respond(response) => {
+                        assert!(!expected.2.is_empty(), "answered at once with nothing to deliver");
+                        expect(&response, expected);
+                    }
+                    Outcome::Park(_) => assert!(expected.2.is_empty(), "parked with messages buffered"),
+                    Outcome::Stream(_) => panic!("a .json poll is no stream"),
+                }
+            }
+            Op::PollSession(client) => {
+                let sent = model.cookies[client].clone();
+                let mut request = Request::new("GET", "/topics/t.json");
+                if let Some((cookie, _)) = &sent {
+                    request.header("Cookie", cookie);
+                }
+                let known = matches!(sent, Some((_, true)));
+                // The cursor the spec gives this client.
+                let cursor = match (known, model.cursors.get(&client)) {
+                    (true, Some((life, cursor))) if *life == model.life => *cursor,
+                    (true, Some(_)) => 0,
+                    _ => model.max(),
+                };
+                let expected = model.batch(cursor);
+                let response = match hub.handle(request, now) {
+                    Outcome::Respond(response) => {
+                        assert!(!expected.2.is_empty(), "answered at once with nothing to deliver");
+                        response
+                    }
+                    Outcome::Park(mut poll) => {
+                        assert!(expected.2.is_empty(), "parked with messages buffered");
+                        now += Duration::from_secs(1);
+                        match poll.poll(now) {
+                            Wake::Ready(response) => response,
+                            Wake::Wait(_) => panic!("the poll timeout passed"),
+                        }
+                    }
+                    Outcome::Stream(_) => panic!("a .json poll is no stream"),
+                };
+                expect(&response, expected);
+                match response.header("Set-Cookie") {
+                    Some(set) => {
+                        assert!(!known, "a known session is not set again");
+                        let cookie = set.split(';').next().unwrap().to_string();
+                        model.cookies[client] = Some((cookie, true));
+                    }
+                    None => assert!(known, "a new session sets its cookie"),
+                }
+                model.cursors.insert(client, (model.life, model.max()));
+            }
+            Op::Expire => {
+                now += Duration::from_secs(31);
+                hub.sweep(now);
+                for (_, known) in model.cookies.iter_mut().flatten() {
+                    *known = false;
+                }
+                model.cursors.clear();
+                assert_eq!(hub.session_count(), 0);
+            }
+            Op::Delete => {
+                let deleted = match hub.handle(Request::new("DELETE", "/topics/t"), now) {
+                    Outcome::Respond(response) => response.status,
+                    other => panic!("{other:?}"),
+                };
+                assert_eq!(deleted, if model.exists { 200 } else { 404 });
+                if model.exists {
+                    model.life += 1;
+                }
+                model.exists = false;
+                model.messages.clear();
+            }
+            Op::Stream(offset) => {
+                let resume = (model.max() + u64::from(offset)).saturating_sub(2);
+                let id = resume.to_string();
+                let request = Request::new("GET", "/topics/t.sse").with_header("Last-Event-ID", &id);
+                let mut stream = match hub.handle(request, now) {
+                    Outcome::Stream(stream) => stream,
+                    other => panic!("{other:?}"),
+                };
+                let text = match stream.poll(now) {
+                    StreamStep::Send(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
+                    other => panic!("{other:?}"),
+                };
+                let (_, saw, messages) = model.batch(resume);
+                let mut expected = String::from("retry: 3000\n\n");
+                let missed = saw - messages.len() as u64;
+                if missed > 0 {
+                    expected.push_str(&format!("event: gap\ndata: {{\"missed\":{missed}}}\n\n"));
+                }
+                for (id, value) in messages {
+                    expected.push_str(&format!("id: {id}\ndata: {value}\n\n"));
+                }
+                assert_eq!(text, expected);
+            }
+        }
+        if touches {
+            model.exists = true;
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn the_hub_delivers_as_the_model_says(queue in 1usize..6, ops in proptest::collection::vec(op(), 1..60)) {
+        run(queue, ops);
+    }
+}
