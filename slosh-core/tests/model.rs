@@ -76,9 +76,18 @@ impl Model {
 
 fn parse(response: &Response) -> (u64, u64, Vec<i64>) {
     let body: Value = serde_json::from_slice(&response.body).unwrap();
-    let res: Vec<i64> = body["res"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    let res: Vec<i64> = body["res"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
     assert_eq!(body["delivering"].as_u64().unwrap(), res.len() as u64);
-    (body["max"].as_u64().unwrap(), body["saw"].as_u64().unwrap(), res)
+    (
+        body["max"].as_u64().unwrap(),
+        body["saw"].as_u64().unwrap(),
+        res,
+    )
 }
 
 fn expect(response: &Response, model: (u64, u64, Vec<(u64, i64)>)) {
@@ -97,7 +106,10 @@ fn run(queue: usize, ops: Vec<Op>) {
     };
     let hub = Hub::builder().settings(settings).build();
     let mut now = Instant::now();
-    let mut model = Model { queue, ..Model::default() };
+    let mut model = Model {
+        queue,
+        ..Model::default()
+    };
 
     for op in ops {
         let touches = !matches!(op, Op::Delete | Op::Expire);
@@ -122,10 +134,15 @@ fn run(queue: usize, ops: Vec<Op>) {
                 let expected = model.batch(cursor);
                 match hub.handle(Request::new("GET", &target), now) {
                     Outcome::Respond(response) => {
-                        assert!(!expected.2.is_empty(), "answered at once with nothing to deliver");
+                        assert!(
+                            !expected.2.is_empty(),
+                            "answered at once with nothing to deliver"
+                        );
                         expect(&response, expected);
                     }
-                    Outcome::Park(_) => assert!(expected.2.is_empty(), "parked with messages buffered"),
+                    Outcome::Park(_) => {
+                        assert!(expected.2.is_empty(), "parked with messages buffered")
+                    }
                     Outcome::Stream(_) => panic!("a .json poll is no stream"),
                 }
             }
@@ -145,7 +162,10 @@ fn run(queue: usize, ops: Vec<Op>) {
                 let expected = model.batch(cursor);
                 let response = match hub.handle(request, now) {
                     Outcome::Respond(response) => {
-                        assert!(!expected.2.is_empty(), "answered at once with nothing to deliver");
+                        assert!(
+                            !expected.2.is_empty(),
+                            "answered at once with nothing to deliver"
+                        );
                         response
                     }
                     Outcome::Park(mut poll) => {
@@ -193,7 +213,8 @@ fn run(queue: usize, ops: Vec<Op>) {
             Op::Stream(offset) => {
                 let resume = (model.max() + u64::from(offset)).saturating_sub(2);
                 let id = resume.to_string();
-                let request = Request::new("GET", "/topics/t.sse").with_header("Last-Event-ID", &id);
+                let request =
+                    Request::new("GET", "/topics/t.sse").with_header("Last-Event-ID", &id);
                 let mut stream = match hub.handle(request, now) {
                     Outcome::Stream(stream) => stream,
                     other => panic!("{other:?}"),

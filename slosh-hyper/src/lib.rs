@@ -1,8 +1,356 @@
-//! Binds [`slosh_core`] to hyper 1.x. The adapter arrives with the HTTP
-//! issue; until then this crate only re-exports the hub so the workspace
-//! shape is in place.
+//! Binds [`slosh_core`] to hyper 1.x on tokio.
+//!
+//! This crate decides nothing about the protocol. It turns a hyper request
+//! into core's [`slosh_core::Request`] (reading the body up to the hub's
+//! limit), hands it to [`Hub::handle`], and drives what comes back:
+//!
+//! - an immediate answer is converted and sent;
+//! - a parked long-poll is awaited on its topic's listener, racing its
+//!   deadline (dropping the future — the client went away — forgets it);
+//! - an event stream becomes a streaming body that pulls chunks from core
+//!   only when hyper can write them, so a slow reader never makes the server
+//!   buffer on its behalf.
+//!
+//! [`Slosh`] is the hyper `Service` to mount in an application of your own;
+//! [`serve`] is the whole server loop (connection limit, header timeout,
+//! the sweeper, graceful shutdown) that `slosh-cli serve` runs.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! let hub = slosh_core::Hub::builder().build();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! slosh_hyper::serve(listener, hub, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
-pub use slosh_core::Hub;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use slosh_core::{EventListener, EventStream, Hub, LongPoll, Outcome, StreamStep, Wake};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Sleep;
+
+pub use slosh_core;
+
+/// The response body type: a whole answer or an event stream.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// The hyper `Service` serving slosh's URLs: mount it, or hand it to
+/// `serve_connection` yourself.
+#[derive(Clone, Debug)]
+pub struct Slosh {
+    hub: Hub,
+}
+
+impl Slosh {
+    /// A service over `hub`.
+    pub fn new(hub: Hub) -> Slosh {
+        Slosh { hub }
+    }
+
+    /// The hub, for publishing from the application.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Answers one request.
+    pub async fn handle<B>(&self, request: hyper::Request<B>) -> hyper::Response<Body>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let (parts, body) = request.into_parts();
+        let body = match read_body(body, self.hub.body_limit()).await {
+            Ok(body) => body,
+            // The client stopped sending mid-body; nobody is left to answer.
+            Err(()) => return plain(400, "could not read the request body"),
+        };
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let mut core = slosh_core::Request::new(parts.method.as_str(), target);
+        core.body = body;
+        for (name, value) in &parts.headers {
+            // A header that is not text cannot be one core reads (they are
+            // all ASCII by definition); skipping it is the same as absent.
+            if let Ok(value) = value.to_str() {
+                core.header(name.as_str(), value);
+            }
+        }
+        match self.hub.handle(core, Instant::now()) {
+            Outcome::Respond(response) => whole(response),
+            Outcome::Park(poll) => whole(park(poll).await),
+            Outcome::Stream(stream) => {
+                let head = stream.head();
+                convert(head, BoxBody::new(SseBody::new(stream)))
+            }
+        }
+    }
+}
+
+impl<B> hyper::service::Service<hyper::Request<B>> for Slosh
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    type Response = hyper::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<hyper::Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, request: hyper::Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(request).await) })
+    }
+}
+
+/// Reads the body up to `limit` bytes (inclusive). Past it, reading stops
+/// and core is told [`slosh_core::Body::TooLarge`], so an endless body never
+/// costs more than `limit` bytes of memory.
+async fn read_body<B>(body: B, limit: usize) -> Result<slosh_core::Body, ()>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            Ok(if bytes.is_empty() {
+                slosh_core::Body::Empty
+            } else {
+                slosh_core::Body::Full(bytes)
+            })
+        }
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Ok(slosh_core::Body::TooLarge)
+        }
+        Err(_) => Err(()),
+    }
+}
+
+/// Waits for a parked long-poll's answer: a publish on its topic wakes it,
+/// its deadline ends it.
+async fn park(mut poll: LongPoll) -> slosh_core::Response {
+    loop {
+        match poll.poll(Instant::now()) {
+            Wake::Ready(response) => return response,
+            Wake::Wait(listener) => match poll.deadline() {
+                Some(deadline) => {
+                    tokio::select! {
+                        _ = listener => {}
+                        _ = tokio::time::sleep_until(deadline.into()) => {}
+                    }
+                }
+                None => listener.await,
+            },
+        }
+    }
+}
+
+fn full(bytes: Bytes) -> Body {
+    BoxBody::new(Full::new(bytes))
+}
+
+fn plain(status: u16, message: &str) -> hyper::Response<Body> {
+    let body = format!("{{\"error\":\"{message}\"}}");
+    let mut response = hyper::Response::new(full(Bytes::from(body)));
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_REQUEST);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Core's immediate response as hyper's.
+fn whole(mut response: slosh_core::Response) -> hyper::Response<Body> {
+    let body = std::mem::take(&mut response.body);
+    convert(response, full(body))
+}
+
+/// Core's response head as hyper's, with `body` as its body.
+fn convert(response: slosh_core::Response, body: Body) -> hyper::Response<Body> {
+    let mut out = hyper::Response::new(body);
+    *out.status_mut() = hyper::StatusCode::from_u16(response.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = out.headers_mut();
+    for (name, value) in response.headers {
+        // Core writes only ASCII header values it built itself; a value that
+        // still fails is dropped rather than sent malformed.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::try_from(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    out
+}
+
+/// An SSE stream as a hyper body: each frame is pulled from core when hyper
+/// asks for one, i.e. when the socket can take more.
+struct SseBody {
+    stream: EventStream,
+    listener: Option<EventListener>,
+    /// The next heartbeat; reset rather than reallocated per wait.
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl SseBody {
+    fn new(stream: EventStream) -> SseBody {
+        SseBody {
+            stream,
+            listener: None,
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        }
+    }
+}
+
+impl http_body::Body for SseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(listener) = &mut this.listener {
+                let woken = Pin::new(listener).poll(cx).is_ready();
+                let timed_out = this.sleep.as_mut().poll(cx).is_ready();
+                if !woken && !timed_out {
+                    return Poll::Pending;
+                }
+                this.listener = None;
+            }
+            match this.stream.poll(Instant::now()) {
+                StreamStep::Send(bytes) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                StreamStep::Wait(listener, at) => {
+                    this.listener = Some(listener);
+                    this.sleep.as_mut().reset(at.into());
+                }
+                StreamStep::End => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+/// How [`serve_with`] runs the server loop.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// How long a client may take to send its request head; a slower one is
+    /// disconnected (slowloris).
+    pub header_timeout: Duration,
+    /// Open connections at most; past it new connections are closed at once
+    /// so the ones being served keep their share.
+    pub max_connections: usize,
+    /// How long shutdown waits for open connections before giving up.
+    pub grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            header_timeout: Duration::from_secs(10),
+            max_connections: 16_384,
+            grace: Duration::from_secs(4),
+        }
+    }
+}
+
+/// Serves `hub` on `listener` with default [`ServeOptions`] until
+/// `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    hub: Hub,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_with(listener, hub, ServeOptions::default(), shutdown).await
+}
+
+/// Serves `hub` on `listener` until `shutdown` completes; then stops
+/// accepting, answers parked long-polls, ends streams and waits up to
+/// `options.grace` for connections to finish.
+pub async fn serve_with(
+    listener: TcpListener,
+    hub: Hub,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(options.max_connections));
+    let sweeper = tokio::spawn(sweep(hub.clone()));
+    let service = Slosh::new(hub.clone());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, _peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: pause rather
+                        // than spin, and keep serving the connections we have.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                    tracing::debug!("connection limit reached; closing a new connection");
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(options.header_timeout)
+                    .serve_connection(TokioIo::new(tcp), service.clone());
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    hub.shutdown();
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(options.grace) => {
+            tracing::warn!("connections still open after the shutdown grace period");
+        }
+    }
+    sweeper.abort();
+    Ok(())
+}
+
+/// The sweeper: removes idle topics and expired sessions when the hub asks.
+async fn sweep(hub: Hub) {
+    loop {
+        let next = hub.sweep(Instant::now());
+        tokio::time::sleep_until(next.into()).await;
+    }
+}

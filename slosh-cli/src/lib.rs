@@ -1,0 +1,143 @@
+//! The `slosh-cli` binary's pieces, as a library so other frontends (the
+//! actix example) parse the same server flags instead of copying them.
+//!
+//! - [`ServeArgs`]: every server setting as a flag, each also read from an
+//!   environment variable `SLOSH_<NAME>`.
+//! - [`run_server`]: binds, logs one start line, serves with
+//!   `slosh-hyper` until SIGINT/SIGTERM, logs one stop line.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use slosh_core::settings::{parse_duration, parse_size};
+use slosh_core::{Hub, Mode, Settings};
+use slosh_hyper::ServeOptions;
+
+/// The flags of `slosh-cli serve`. A flag beats its environment variable.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SLOSH_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+    /// Topic mode: normal (GET or POST creates) or mailbox (only watched topics exist).
+    #[arg(long, env = "SLOSH_MODE", default_value = "normal")]
+    pub mode: Mode,
+    /// Messages kept per topic.
+    #[arg(long, env = "SLOSH_QUEUE", default_value_t = 100)]
+    pub queue: usize,
+    /// Long-poll timeout (0 = never).
+    #[arg(long, env = "SLOSH_POLL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub poll_timeout: Duration,
+    /// How long a session lives without a request.
+    #[arg(long, env = "SLOSH_SESSION_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub session_timeout: Duration,
+    /// How long a mailbox topic outlives its last subscriber.
+    #[arg(long, env = "SLOSH_LINGER", default_value = "30s", value_parser = parse_duration)]
+    pub linger: Duration,
+    /// How long an unwatched topic lives after its last publish (normal mode).
+    #[arg(long, env = "SLOSH_TOPIC_IDLE", default_value = "300s", value_parser = parse_duration)]
+    pub topic_idle: Duration,
+    /// Largest message body accepted (inclusive).
+    #[arg(long, env = "SLOSH_MAX_MESSAGE", default_value = "64KiB", value_parser = parse_size)]
+    pub max_message: usize,
+    /// Topics at most.
+    #[arg(long, env = "SLOSH_MAX_TOPICS", default_value_t = 100_000)]
+    pub max_topics: usize,
+    /// Interval of the SSE heartbeat comment.
+    #[arg(long, env = "SLOSH_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+    /// Time a client has to send its request head.
+    #[arg(long, env = "SLOSH_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Open connections at most.
+    #[arg(long, env = "SLOSH_MAX_CONNECTIONS", default_value_t = 16_384)]
+    pub max_connections: usize,
+    /// Subscribers at most per topic.
+    #[arg(long, env = "SLOSH_MAX_SUBSCRIBERS", default_value_t = 10_000)]
+    pub max_subscribers: usize,
+    /// Subscribers at most over all topics.
+    #[arg(long, env = "SLOSH_MAX_SUBSCRIBERS_TOTAL", default_value_t = 100_000)]
+    pub max_subscribers_total: usize,
+    /// When set, POST and DELETE need `Authorization: Bearer <token>`.
+    #[arg(long, env = "SLOSH_PUBLISH_TOKEN", hide_env_values = true)]
+    pub publish_token: Option<String>,
+}
+
+impl ServeArgs {
+    /// The hub's settings these flags ask for.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            mode: self.mode,
+            queue: self.queue,
+            poll_timeout: (!self.poll_timeout.is_zero()).then_some(self.poll_timeout),
+            session_timeout: self.session_timeout,
+            linger: self.linger,
+            topic_idle: self.topic_idle,
+            max_message: self.max_message,
+            max_topics: self.max_topics,
+            heartbeat: self.heartbeat,
+            max_subscribers: self.max_subscribers,
+            max_subscribers_total: self.max_subscribers_total,
+            publish_token: self.publish_token.clone(),
+            ..Settings::default()
+        }
+    }
+
+    /// How the server loop runs.
+    pub fn serve_options(&self) -> ServeOptions {
+        ServeOptions {
+            header_timeout: self.header_timeout,
+            max_connections: self.max_connections,
+            ..ServeOptions::default()
+        }
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM, logging a line at start and stop.
+pub async fn run_server(args: ServeArgs) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.bind).await?;
+    let settings = args.settings();
+    tracing::info!(
+        address = %listener.local_addr()?,
+        mode = ?settings.mode,
+        queue = settings.queue,
+        max_message = settings.max_message,
+        max_topics = settings.max_topics,
+        max_connections = args.max_connections,
+        publish_token = settings.publish_token.is_some(),
+        "slosh listening"
+    );
+    let hub = Hub::builder().settings(settings).build();
+    slosh_hyper::serve_with(listener, hub, args.serve_options(), shutdown_signal()).await?;
+    tracing::info!("slosh stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

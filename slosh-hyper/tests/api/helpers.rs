@@ -1,0 +1,232 @@
+//! `spawn_app()` and a small HTTP client with named request methods.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use slosh_core::{Hub, Settings};
+use slosh_hyper::ServeOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A client of the server at `addr`, with named request methods.
+#[derive(Clone, Copy)]
+pub struct Client {
+    pub addr: SocketAddr,
+}
+
+/// A running server, and a client of it (`App` derefs to [`Client`]).
+pub struct App {
+    pub addr: SocketAddr,
+    client: Client,
+    pub hub: Hub,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// A parsed answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
+    }
+}
+
+pub async fn spawn_app() -> App {
+    spawn_app_with(Settings::default()).await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hub = Hub::builder().settings(settings).build();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(slosh_hyper::serve_with(
+        listener,
+        hub.clone(),
+        ServeOptions::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    App {
+        addr,
+        client: Client { addr },
+        hub,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+impl std::ops::Deref for App {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Client {
+    /// Sends one request on a fresh connection and reads the whole answer.
+    pub async fn send(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
+        let mut stream = TcpStream::connect(self.addr).await.unwrap();
+        let mut head = format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !body.is_empty() || method == "POST" {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(body).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        parse(&raw)
+    }
+
+    pub async fn get(&self, target: &str) -> Answer {
+        self.send("GET", target, &[], b"").await
+    }
+
+    pub async fn post_form(&self, topic: &str, body: &str) -> Answer {
+        self.send("POST", &format!("/topics/{topic}"), &[], body.as_bytes())
+            .await
+    }
+
+    pub async fn post_json(&self, topic: &str, body: &str) -> Answer {
+        self.send(
+            "POST",
+            &format!("/topics/{topic}"),
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .await
+    }
+
+    /// Opens a stream and returns the socket after the request is sent.
+    pub async fn open(&self, target: &str, headers: &[(&str, &str)]) -> TcpStream {
+        let mut stream = TcpStream::connect(self.addr).await.unwrap();
+        let mut head = format!("GET {target} HTTP/1.1\r\nHost: test\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream
+    }
+}
+
+impl App {
+    /// Waits until the hub counts `n` subscribers on `topic`.
+    pub async fn wait_for_subscribers(&self, topic: &str, n: u64) {
+        for _ in 0..500 {
+            if let Some(info) = self.hub.info(topic) {
+                if info["subscribers"] == n {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "{topic} never had {n} subscribers: {:?}",
+            self.hub.info(topic)
+        );
+    }
+
+    /// Signals shutdown and waits for the server to return.
+    pub async fn stop(&mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.server.take() {
+            Some(server) => server.await.unwrap(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Parses a whole HTTP/1.1 answer (Content-Length or chunked).
+pub fn parse(raw: &[u8]) -> Answer {
+    let text = String::from_utf8_lossy(raw);
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').unwrap();
+            (name.trim().to_string(), value.trim().to_string())
+        })
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    out
+}
+
+/// Reads from `stream` until `needle` has been seen (or 5 s pass).
+pub async fn read_until(stream: &mut TcpStream, seen: &mut String, needle: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 4096];
+    while !seen.contains(needle) {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {needle:?}; got {seen:?}"))
+            .unwrap();
+        assert!(n > 0, "connection closed before {needle:?}; got {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}

@@ -1,0 +1,7 @@
+//! Black-box tests: the real server on an ephemeral port, spoken to over
+//! HTTP/1.1 with a deliberately plain client, so what is tested is exactly
+//! what goes over the wire.
+
+mod helpers;
+mod long_poll;
+mod streams;
