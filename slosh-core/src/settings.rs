@@ -82,13 +82,18 @@ impl Default for Settings {
     }
 }
 
-/// Parses `30`, `30s`, `500ms`, `2m`, `1h`: plain numbers are seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
+/// Splits `30s` into `("30", "s")`: the leading digits and the rest.
+fn split_unit(text: &str) -> (&str, &str) {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
+    text.split_at(split)
+}
+
+/// Parses `30`, `30s`, `500ms`, `2m`, `1h`: plain numbers are seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = split_unit(text);
     let bad =
         || format!("invalid duration {text:?}: use seconds (30) or a unit (500ms, 30s, 2m, 1h)");
     let number: u64 = number.parse().map_err(|_| bad())?;
@@ -106,10 +111,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Parses `65536`, `64KiB`, `1MiB`, `64KB`, `1M`: plain numbers are bytes.
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
+    let (number, unit) = split_unit(text);
     let bad = || format!("invalid size {text:?}: use bytes (65536) or a unit (64KiB, 1MiB)");
     let number: usize = number.parse().map_err(|_| bad())?;
     let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
