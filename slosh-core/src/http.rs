@@ -254,7 +254,13 @@ impl Hub {
                 )),
                 _ => Err(not_allowed(method, "GET")),
             },
-            Route::Elsewhere => Err(Error::NotFound),
+            Route::Elsewhere => match crate::demo::page(request.path) {
+                Some(page) if self.inner.settings.builtin_demo => match method {
+                    "GET" => respond(Response::new(200, "text/html; charset=utf-8", page)),
+                    _ => Err(not_allowed(method, "GET")),
+                },
+                _ => Err(Error::NotFound),
+            },
             Route::List => match method {
                 "GET" => respond(Response::json(200, self.list().to_string())),
                 "OPTIONS" => respond(options("GET, OPTIONS")),

@@ -20,6 +20,7 @@
 //!   long-poll or stream answers in (suffix or `Accept` negotiation).
 //! - [`message`]: [`Json`] (compact JSON text, validated once) and
 //!   [`Message`] (an id plus its JSON, with its XML encoded at most once).
+//! - `demo`: the built-in demo pages served at `/`.
 //! - `decode`: a publish body (JSON, form fields, text) into [`Json`].
 //! - `xml`: the JSON→XML mapping of a message.
 //! - [`batch`]: [`Batch`] `{ max, saw, delivering, messages }` and its JSON,
@@ -93,6 +94,7 @@
 pub mod batch;
 pub mod cursor;
 mod decode;
+mod demo;
 pub mod error;
 pub mod http;
 pub mod hub;

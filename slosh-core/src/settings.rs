@@ -60,6 +60,10 @@ pub struct Settings {
     pub max_unsent: usize,
     /// When set, POST and DELETE need `Authorization: Bearer <token>`.
     pub publish_token: Option<String>,
+    /// Whether paths outside `/topics` answer with the built-in demo pages
+    /// (a standalone server with no static root) or 404 (an embedder's
+    /// routes, a static root served by the frontend).
+    pub builtin_demo: bool,
 }
 
 impl Default for Settings {
@@ -78,6 +82,7 @@ impl Default for Settings {
             max_subscribers_total: 100_000,
             max_unsent: 1024 * 1024,
             publish_token: None,
+            builtin_demo: true,
         }
     }
 }

@@ -944,3 +944,32 @@ fn sse_ends_when_the_topic_is_deleted() {
     clock.hub.delete("t");
     assert!(matches!(stream.poll(clock.now), StreamStep::End));
 }
+
+#[test]
+fn the_built_in_demo_is_served_outside_topics_unless_turned_off() {
+    let clock = Clock::new(Hub::default());
+    for path in ["/", "/index.html", "/chat-json.html", "/chat-xml.html"] {
+        let page = clock.get_now(path);
+        assert_eq!(page.status, 200, "{path}");
+        assert_eq!(
+            page.header("Content-Type"),
+            Some("text/html; charset=utf-8")
+        );
+        assert!(body_text(&page).starts_with("<!doctype html>"));
+        for external in ["src=\"http", "href=\"http", "<link", "@import"] {
+            assert!(
+                !body_text(&page).contains(external),
+                "{path} loads nothing from elsewhere"
+            );
+        }
+    }
+    assert!(body_text(&clock.get_now("/chat-json.html")).contains(".json"));
+    assert!(body_text(&clock.get_now("/chat-xml.html")).contains(".xml"));
+    assert_eq!(clock.get_now("/missing.html").status, 404);
+    assert_eq!(clock.respond(Request::new("POST", "/")).status, 405);
+    let embedded = Clock::with(Settings {
+        builtin_demo: false,
+        ..Settings::default()
+    });
+    assert_eq!(embedded.get_now("/").status, 404);
+}
