@@ -65,6 +65,9 @@ pub struct ServeArgs {
     /// When set, POST and DELETE need `Authorization: Bearer <token>`.
     #[arg(long, env = "SLOSH_PUBLISH_TOKEN", hide_env_values = true)]
     pub publish_token: Option<String>,
+    /// An origin allowed to call cross-origin (repeatable, or `*`); none sends no CORS header.
+    #[arg(long = "cors-origin", env = "SLOSH_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
 }
 
 impl ServeArgs {
@@ -83,6 +86,7 @@ impl ServeArgs {
             max_subscribers: self.max_subscribers,
             max_subscribers_total: self.max_subscribers_total,
             publish_token: self.publish_token.clone(),
+            cors_origins: self.cors_origins.clone(),
             ..Settings::default()
         }
     }

@@ -49,6 +49,8 @@ pub struct Request<'a> {
     pub last_event_id: Option<&'a str>,
     /// `Authorization`.
     pub authorization: Option<&'a str>,
+    /// `Origin`, for CORS.
+    pub origin: Option<&'a str>,
     /// The body, read up to [`Hub::body_limit`].
     pub body: Body,
 }
@@ -94,6 +96,8 @@ impl<'a> Request<'a> {
             &mut self.last_event_id
         } else if name.eq_ignore_ascii_case("authorization") {
             &mut self.authorization
+        } else if name.eq_ignore_ascii_case("origin") {
+            &mut self.origin
         } else {
             return;
         };
@@ -229,12 +233,48 @@ impl<T> Wake<T> {
 impl Hub {
     /// Decides what to answer to `request` at `now`.
     pub fn handle(&self, request: Request<'_>, now: Instant) -> Outcome {
-        match self.decide(&request, now) {
+        let cors = self.cors_origin(request.origin);
+        if let (Some(allowed), "OPTIONS") = (&cors, request.method) {
+            // A preflight is answered before routing: it never creates a
+            // topic and needs no valid name to be answered.
+            return Outcome::Respond(preflight(allowed));
+        }
+        let outcome = match self.decide(&request, now) {
             Ok(outcome) => outcome,
             Err(error) => {
                 self.inner.metrics.rejected(&error);
                 Outcome::Respond(Response::error(&error))
             }
+        };
+        match (cors, outcome) {
+            (None, outcome) => outcome,
+            (Some(allowed), Outcome::Respond(mut response)) => {
+                add_cors(&mut response, &allowed);
+                Outcome::Respond(response)
+            }
+            (Some(allowed), Outcome::Park(mut poll)) => {
+                poll.cors = Some(allowed);
+                Outcome::Park(poll)
+            }
+            (Some(allowed), Outcome::Stream(mut stream)) => {
+                stream.cors = Some(allowed);
+                Outcome::Stream(stream)
+            }
+        }
+    }
+
+    /// The `Access-Control-Allow-Origin` value for a request from `origin`:
+    /// the origin itself when it is listed, `*` when everything is allowed,
+    /// nothing (no CORS header at all) otherwise.
+    fn cors_origin(&self, origin: Option<&str>) -> Option<String> {
+        let allowed = &self.inner.settings.cors_origins;
+        let origin = origin?;
+        if allowed.iter().any(|o| o == origin) {
+            Some(origin.to_string())
+        } else if allowed.iter().any(|o| o == "*") {
+            Some("*".to_string())
+        } else {
+            None
         }
     }
 
@@ -356,6 +396,7 @@ impl Hub {
             new_session: begun.new,
             deadline: self.inner.settings.poll_timeout.map(|t| now + t),
             answered: false,
+            cors: None,
         };
         // Answer at once when something is buffered; the subscription is
         // dropped with the poll, so an immediate answer never counts as a
@@ -386,6 +427,7 @@ impl Hub {
             heartbeat: self.inner.settings.heartbeat,
             next_ping: None,
             ended: false,
+            cors: None,
         }))
     }
 }
@@ -395,6 +437,38 @@ fn not_allowed(method: &str, allow: &'static str) -> Error {
         method: method.chars().take(MAX_ECHOED_METHOD).collect(),
         allow,
     }
+}
+
+/// `Access-Control-*` headers on an answer to an allowed origin. A listed
+/// origin also gets credentials (the session cookie); `*` cannot, by the
+/// CORS rules.
+fn add_cors(response: &mut Response, allowed: &str) {
+    response
+        .headers
+        .push(("Access-Control-Allow-Origin", allowed.to_string()));
+    if allowed != "*" {
+        response
+            .headers
+            .push(("Access-Control-Allow-Credentials", "true".to_string()));
+        response.headers.push(("Vary", "Origin".to_string()));
+    }
+}
+
+/// The answer to a CORS preflight from an allowed origin.
+fn preflight(allowed: &str) -> Response {
+    let mut response = options(TOPIC_METHODS);
+    add_cors(&mut response, allowed);
+    response
+        .headers
+        .push(("Access-Control-Allow-Methods", TOPIC_METHODS.to_string()));
+    response.headers.push((
+        "Access-Control-Allow-Headers",
+        "Content-Type, Authorization, Last-Event-ID".to_string(),
+    ));
+    response
+        .headers
+        .push(("Access-Control-Max-Age", "600".to_string()));
+    response
 }
 
 fn options(allow: &'static str) -> Response {
@@ -428,6 +502,8 @@ pub struct LongPoll {
     new_session: bool,
     deadline: Option<Instant>,
     answered: bool,
+    /// The allowed CORS origin to answer with, if any.
+    cors: Option<String>,
 }
 
 impl std::fmt::Debug for LongPoll {
@@ -486,6 +562,9 @@ impl LongPoll {
         if let (Some(id), true) = (self.session, self.new_session) {
             response.headers.push(("Set-Cookie", id.set_cookie()));
         }
+        if let Some(allowed) = &self.cors {
+            add_cors(&mut response, allowed);
+        }
         response
     }
 }
@@ -511,6 +590,8 @@ pub struct EventStream {
     /// `None` until the first poll, which sends `retry:`.
     next_ping: Option<Instant>,
     ended: bool,
+    /// The allowed CORS origin to answer with, if any.
+    cors: Option<String>,
 }
 
 impl std::fmt::Debug for EventStream {
@@ -537,7 +618,7 @@ pub enum StreamStep {
 impl EventStream {
     /// The status and headers to send before the first chunk.
     pub fn head(&self) -> Response {
-        Response {
+        let mut head = Response {
             status: 200,
             headers: vec![
                 ("Content-Type", "text/event-stream".to_string()),
@@ -545,7 +626,11 @@ impl EventStream {
                 ("X-Accel-Buffering", "no".to_string()),
             ],
             body: Bytes::new(),
+        };
+        if let Some(allowed) = &self.cors {
+            add_cors(&mut head, allowed);
         }
+        head
     }
 
     /// The id of the newest message sent (or the resume point).

@@ -64,6 +64,9 @@ pub struct Settings {
     /// (a standalone server with no static root) or 404 (an embedder's
     /// routes, a static root served by the frontend).
     pub builtin_demo: bool,
+    /// Origins allowed to call cross-origin (`*` for any); empty sends no
+    /// CORS header at all.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for Settings {
@@ -83,6 +86,7 @@ impl Default for Settings {
             max_unsent: 1024 * 1024,
             publish_token: None,
             builtin_demo: true,
+            cors_origins: Vec::new(),
         }
     }
 }

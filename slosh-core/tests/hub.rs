@@ -973,3 +973,103 @@ fn the_built_in_demo_is_served_outside_topics_unless_turned_off() {
     });
     assert_eq!(embedded.get_now("/").status, 404);
 }
+
+#[test]
+fn without_cors_origins_no_cors_header_is_sent() {
+    let clock = Clock::new(Hub::default());
+    clock.post_json("t", "1");
+    let answer = clock.respond(
+        Request::new("GET", "/topics/t.json?n=0").with_header("Origin", "https://a.example"),
+    );
+    assert!(answer
+        .headers
+        .iter()
+        .all(|(name, _)| !name.starts_with("Access-Control")));
+}
+
+#[test]
+fn listed_origins_get_cors_headers_and_preflights_create_nothing() {
+    let clock = Clock::with(Settings {
+        cors_origins: vec!["https://a.example".into()],
+        ..Settings::default()
+    });
+    let preflight = clock.respond(
+        Request::new("OPTIONS", "/topics/new")
+            .with_header("Origin", "https://a.example")
+            .with_header("Access-Control-Request-Method", "POST"),
+    );
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("Access-Control-Allow-Origin"),
+        Some("https://a.example")
+    );
+    assert_eq!(
+        preflight.header("Access-Control-Allow-Credentials"),
+        Some("true")
+    );
+    assert!(preflight
+        .header("Access-Control-Allow-Methods")
+        .unwrap()
+        .contains("POST"));
+    assert!(preflight
+        .header("Access-Control-Allow-Headers")
+        .unwrap()
+        .contains("Content-Type"));
+    assert_eq!(
+        clock.hub.topic_count(),
+        0,
+        "a preflight never creates a topic"
+    );
+
+    let published = clock.respond(
+        Request::new("POST", "/topics/t")
+            .with_header("Origin", "https://a.example")
+            .with_body("x=1"),
+    );
+    assert_eq!(
+        published.header("Access-Control-Allow-Origin"),
+        Some("https://a.example")
+    );
+    assert_eq!(published.header("Vary"), Some("Origin"));
+
+    // Parked answers and streams carry the headers too.
+    let mut poll = match clock.request(
+        Request::new("GET", "/topics/t.json?n=1").with_header("Origin", "https://a.example"),
+    ) {
+        Outcome::Park(poll) => poll,
+        other => panic!("{other:?}"),
+    };
+    clock.post_json("t", "2");
+    assert_eq!(
+        ready(&mut poll, clock.now).header("Access-Control-Allow-Origin"),
+        Some("https://a.example")
+    );
+    let stream = open_stream(
+        &clock,
+        Request::new("GET", "/topics/t.sse").with_header("Origin", "https://a.example"),
+    );
+    assert_eq!(
+        stream.head().header("Access-Control-Allow-Origin"),
+        Some("https://a.example")
+    );
+
+    // An origin that is not listed gets nothing.
+    let other = clock.respond(
+        Request::new("GET", "/topics/t.json?n=0").with_header("Origin", "https://evil.example"),
+    );
+    assert_eq!(other.header("Access-Control-Allow-Origin"), None);
+}
+
+#[test]
+fn a_star_origin_allows_everyone_without_credentials() {
+    let clock = Clock::with(Settings {
+        cors_origins: vec!["*".into()],
+        ..Settings::default()
+    });
+    clock.post_json("t", "1");
+    let answer = clock.respond(
+        Request::new("GET", "/topics/t.json?n=0").with_header("Origin", "https://b.example"),
+    );
+    assert_eq!(answer.header("Access-Control-Allow-Origin"), Some("*"));
+    assert_eq!(answer.header("Access-Control-Allow-Credentials"), None);
+}

@@ -4,4 +4,5 @@
 
 mod helpers;
 mod long_poll;
+mod server;
 mod streams;

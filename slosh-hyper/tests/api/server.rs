@@ -1,0 +1,55 @@
+//! Server-wide behaviour over HTTP: CORS, health, metrics, the demo.
+
+use slosh_core::Settings;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn a_cors_preflight_is_answered_and_creates_no_topic() {
+    let app = spawn_app_with(Settings {
+        cors_origins: vec!["http://app.test".into()],
+        ..Settings::default()
+    })
+    .await;
+    let answer = app
+        .send(
+            "OPTIONS",
+            "/topics/fresh",
+            &[
+                ("Origin", "http://app.test"),
+                ("Access-Control-Request-Method", "POST"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(answer.status, 204);
+    assert_eq!(
+        answer.header("access-control-allow-origin"),
+        Some("http://app.test")
+    );
+    assert_eq!(app.hub.topic_count(), 0);
+}
+
+#[tokio::test]
+async fn health_metrics_and_the_demo_answer() {
+    let app = spawn_app().await;
+    let health = app.get("/healthz").await;
+    assert_eq!((health.status, health.body.as_str()), (200, "ok"));
+    app.post_form("t", "x=1").await;
+    let metrics = app.get("/metrics").await;
+    assert!(
+        metrics
+            .body
+            .lines()
+            .any(|l| l == "slosh_messages_published_total 1"),
+        "{}",
+        metrics.body
+    );
+    let demo = app.get("/").await;
+    assert_eq!(demo.status, 200);
+    assert_eq!(
+        demo.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(app.get("/nothing-here").await.status, 404);
+}
