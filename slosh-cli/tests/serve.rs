@@ -1,0 +1,82 @@
+//! The `slosh-cli serve` binary as a user runs it: flags, log lines, signals.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Sends one request and returns the whole raw answer.
+fn send(addr: &str, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn serve_logs_its_start_never_a_body_and_exits_0_on_sigterm() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slosh-cli"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--queue", "7"])
+        .env("RUST_LOG", "info")
+        .env("SLOSH_MAX_TOPICS", "5")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    log.read_line(&mut first).unwrap();
+    assert!(first.contains("slosh listening"), "{first}");
+    assert!(
+        first.contains("queue=7") && first.contains("max_topics=5"),
+        "flags and env reach the hub: {first}"
+    );
+    let addr = first
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("address="))
+        .unwrap()
+        .to_string();
+
+    let secret = "x=a-message-body-that-must-not-be-logged";
+    let answer = send(
+        &addr,
+        &format!("POST /topics/t HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{secret}", secret.len()),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let started = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "serve did not exit within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let mut rest = String::new();
+    log.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("slosh stopped"), "{rest}");
+    assert!(!first.contains("a-message-body") && !rest.contains("a-message-body"));
+}
+
+#[test]
+fn a_bad_flag_value_is_refused_with_a_message() {
+    let output = Command::new(env!("CARGO_BIN_EXE_slosh-cli"))
+        .args(["serve", "--poll-timeout", "soon"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid duration"), "{stderr}");
+}
