@@ -51,6 +51,10 @@ pub async fn spawn_app() -> App {
 }
 
 pub async fn spawn_app_with(settings: Settings) -> App {
+    spawn_app_with_options(settings, ServeOptions::default()).await
+}
+
+pub async fn spawn_app_with_options(settings: Settings, options: ServeOptions) -> App {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let hub = Hub::builder().settings(settings).build();
@@ -58,7 +62,7 @@ pub async fn spawn_app_with(settings: Settings) -> App {
     let server = tokio::spawn(slosh_hyper::serve_with(
         listener,
         hub.clone(),
-        ServeOptions::default(),
+        options,
         async {
             let _ = stopped.await;
         },
