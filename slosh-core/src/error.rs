@@ -32,6 +32,9 @@ pub enum Error {
     /// with non-string keys).
     #[error("message cannot be written as JSON: {0}")]
     Unserializable(String),
+    /// The client stopped sending in the middle of its body.
+    #[error("could not read the request body: send it whole")]
+    BodyUnreadable,
     /// The body is larger than `max_message`.
     #[error("message too large: at most {limit} bytes are accepted")]
     TooLarge {
@@ -91,7 +94,7 @@ impl Error {
             | Error::BadLastEventId(_)
             | Error::DuplicateCursor => 400,
             Error::Decode(DecodeError::UnsupportedType(_)) => 415,
-            Error::Decode(_) | Error::Unserializable(_) => 400,
+            Error::Decode(_) | Error::Unserializable(_) | Error::BodyUnreadable => 400,
             Error::TooLarge { .. } => 413,
             Error::Unauthorized => 401,
             Error::NoSuchTopic(_) | Error::NotFound => 404,
@@ -111,7 +114,7 @@ impl Error {
             Error::BadCursor(_) | Error::BadLastEventId(_) | Error::DuplicateCursor => "bad_cursor",
             Error::Decode(DecodeError::UnsupportedType(_)) => "unsupported_type",
             Error::Decode(DecodeError::Empty) => "empty",
-            Error::Decode(_) | Error::Unserializable(_) => "bad_body",
+            Error::Decode(_) | Error::Unserializable(_) | Error::BodyUnreadable => "bad_body",
             Error::TooLarge { .. } => "too_large",
             Error::Unauthorized => "unauthorized",
             Error::NoSuchTopic(_) | Error::NotFound => "not_found",

@@ -83,8 +83,12 @@ impl Slosh {
         let (parts, body) = request.into_parts();
         let body = match read_body(body, self.hub.body_limit()).await {
             Ok(body) => body,
-            // The client stopped sending mid-body; nobody is left to answer.
-            Err(()) => return plain(400, "could not read the request body"),
+            // The client stopped sending mid-body; core words the refusal.
+            Err(()) => {
+                return whole(slosh_core::Response::error(
+                    &slosh_core::Error::BodyUnreadable,
+                ))
+            }
         };
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut core = slosh_core::Request::new(parts.method.as_str(), target);
@@ -167,18 +171,6 @@ async fn park(mut poll: LongPoll) -> slosh_core::Response {
 
 fn full(bytes: Bytes) -> Body {
     BoxBody::new(Full::new(bytes))
-}
-
-fn plain(status: u16, message: &str) -> hyper::Response<Body> {
-    let body = format!("{{\"error\":\"{message}\"}}");
-    let mut response = hyper::Response::new(full(Bytes::from(body)));
-    *response.status_mut() =
-        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_REQUEST);
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 /// Core's immediate response as hyper's.
