@@ -95,7 +95,7 @@ impl Topic {
         let watched = self.subscribers.load(Ordering::SeqCst) > 0;
         let published = max != state.seen_max;
         state.seen_max = max;
-        let (watched, grace) = match settings.mode {
+        let (kept, grace) = match settings.mode {
             // Mailbox topics are kept by subscribers alone; a publish inside
             // the linger window waits for the subscriber who comes back.
             Mode::Mailbox => (watched, settings.linger),
@@ -108,7 +108,7 @@ impl Topic {
         // sweep that saw it, so the idle time starts there; a subscriber
         // left after the last sweep that saw it, so the idle time starts at
         // the first sweep that finds it gone.
-        let since = if watched {
+        let since = if kept {
             state.idle_since = None;
             return false;
         } else if published && settings.mode == Mode::Normal {
