@@ -418,6 +418,11 @@ impl Hub {
         if self.is_shutting_down() {
             return Err(Error::ShuttingDown);
         }
+        if request.last_event_id.is_some() && self.inner.gone.contains(name) {
+            // A browser reconnecting to a topic that was deleted or expired:
+            // 204 is what makes an EventSource stop for good.
+            return Ok(Outcome::Respond(no_content()));
+        }
         let subscription = self.subscribe(name, SubscriberKind::Sse)?;
         let cursor = resume.unwrap_or_else(|| Cursor(subscription.topic().log.max()));
         Ok(Outcome::Stream(EventStream {
@@ -471,9 +476,15 @@ fn preflight(allowed: &str) -> Response {
     response
 }
 
-fn options(allow: &'static str) -> Response {
+/// `204` with no body, still marked uncacheable.
+fn no_content() -> Response {
     let mut response = Response::new(204, "text/plain", Bytes::new());
     response.headers.retain(|(name, _)| *name != "Content-Type");
+    response
+}
+
+fn options(allow: &'static str) -> Response {
+    let mut response = no_content();
     response.headers.push(("Allow", allow.to_string()));
     response
 }

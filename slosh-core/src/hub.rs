@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::gone::Gone;
 use crate::message::Json;
 use crate::metrics::{Metrics, SubscriberKind};
 use crate::name::{self, TopicName};
@@ -88,6 +89,8 @@ pub(crate) struct Inner {
     /// Subscribers over all topics, against `max_subscribers_total`.
     subscribers: Arc<AtomicUsize>,
     shutting_down: AtomicBool,
+    /// Recently removed topics, so reconnecting browsers are told to stop.
+    pub(crate) gone: Gone,
 }
 
 /// Builds a [`Hub`]: settings, filter, store.
@@ -171,6 +174,7 @@ impl Builder {
                 metrics: Arc::new(Metrics::default()),
                 subscribers: Arc::new(AtomicUsize::new(0)),
                 shutting_down: AtomicBool::new(false),
+                gone: Gone::default(),
             }),
         }
     }
@@ -304,6 +308,7 @@ impl Hub {
         let name = TopicName::parse(name).map_err(Error::BadTopicName)?;
         let log = (self.inner.log_factory)(&name, self.inner.settings.queue);
         let topic = Arc::new(Topic::new(name.clone(), log));
+        self.inner.gone.forget(name.as_str());
         topics.insert(name, Arc::clone(&topic));
         Ok(topic)
     }
@@ -351,6 +356,7 @@ impl Hub {
         match removed {
             Some(topic) => {
                 topic.close();
+                self.inner.gone.remember(topic.name.clone());
                 true
             }
             None => false,
@@ -394,7 +400,9 @@ impl Hub {
         };
         for topic in removed {
             topic.close();
+            self.inner.gone.remember(topic.name.clone());
         }
+        self.inner.gone.sweep(now);
         let next = now + SWEEP_INTERVAL;
         next_session.map_or(next, |at| at.clamp(now, next))
     }

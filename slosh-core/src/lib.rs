@@ -42,6 +42,8 @@
 //! - [`error`]: [`Error`], every refusal with its HTTP status and a message a
 //!   person can act on.
 //! - [`metrics`]: the counters behind `/metrics`.
+//! - `gone`: recently deleted or expired topics, so a reconnecting
+//!   `EventSource` is told to stop (`204`) instead of recreating them.
 //!
 //! # How a request flows
 //!
@@ -96,6 +98,7 @@ pub mod cursor;
 mod decode;
 mod demo;
 pub mod error;
+mod gone;
 pub mod http;
 pub mod hub;
 pub mod message;

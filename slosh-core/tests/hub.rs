@@ -946,6 +946,70 @@ fn sse_ends_when_the_topic_is_deleted() {
 }
 
 #[test]
+fn a_browser_reconnecting_to_a_deleted_topic_is_told_to_stop() {
+    let mut clock = Clock::new(Hub::default());
+    clock.post_json("t", "1");
+    clock.hub.delete("t");
+    // What EventSource sends when it reconnects: 204 ends its retries, and
+    // the topic is not created again.
+    let reconnect = || Request::new("GET", "/topics/t.sse").with_header("Last-Event-ID", "1");
+    let answer = clock.respond(reconnect());
+    assert_eq!(answer.status, 204);
+    assert!(answer.body.is_empty());
+    assert_eq!(answer.header("Cache-Control"), Some("no-cache, no-store"));
+    assert!(clock.info("t").is_none());
+    // Still told after a while…
+    clock.run_for(60);
+    assert_eq!(clock.respond(reconnect()).status, 204);
+    // …but a page opened afresh subscribes, and from then on the topic is
+    // alive again, for reconnects too.
+    open_stream(&clock, Request::new("GET", "/topics/t.sse"));
+    assert!(matches!(clock.request(reconnect()), Outcome::Stream(_)));
+}
+
+#[test]
+fn a_removed_topic_is_forgotten_after_five_minutes_or_a_publish() {
+    let mut clock = Clock::new(Hub::default());
+    clock.post_json("a", "1");
+    clock.post_json("b", "1");
+    clock.hub.delete("a");
+    clock.hub.delete("b");
+    clock.post_json("a", "2");
+    let reconnect = |target| Request::new("GET", target).with_header("Last-Event-ID", "1");
+    assert!(matches!(
+        clock.request(reconnect("/topics/a.sse")),
+        Outcome::Stream(_)
+    ));
+    assert_eq!(clock.respond(reconnect("/topics/b.sse")).status, 204);
+    clock.run_for(301);
+    assert!(matches!(
+        clock.request(reconnect("/topics/b.sse")),
+        Outcome::Stream(_)
+    ));
+}
+
+#[test]
+fn a_browser_reconnecting_to_an_expired_mailbox_is_told_to_stop() {
+    let mut clock = Clock::with(Settings {
+        mode: Mode::Mailbox,
+        linger: Duration::from_secs(5),
+        ..Settings::default()
+    });
+    let mut stream = open_stream(&clock, Request::new("GET", "/topics/box.sse"));
+    sent(stream.poll(clock.now));
+    clock.post_json("box", "1");
+    sent(stream.poll(clock.now));
+    // The connection drops (a laptop sleeps); the mailbox expires.
+    drop(stream);
+    clock.run_for(7);
+    assert!(clock.info("box").is_none());
+    let answer =
+        clock.respond(Request::new("GET", "/topics/box.sse").with_header("Last-Event-ID", "1"));
+    assert_eq!(answer.status, 204);
+    assert!(clock.info("box").is_none());
+}
+
+#[test]
 fn the_built_in_demo_is_served_outside_topics_unless_turned_off() {
     let clock = Clock::new(Hub::default());
     for path in ["/", "/index.html", "/chat-json.html", "/chat-xml.html"] {

@@ -53,6 +53,10 @@ struct Model {
     cursors: HashMap<usize, (u32, u64)>,
     /// Whether the topic exists (anything but DELETE creates it).
     exists: bool,
+    /// Set by DELETE of an existing topic: a reconnecting stream is told to
+    /// stop (204) until the topic exists again or five minutes pass. The
+    /// inner value is the sweep that first saw the removal.
+    gone: Option<Option<Instant>>,
 }
 
 impl Model {
@@ -197,6 +201,12 @@ fn run(queue: usize, ops: Vec<Op>) {
                 }
                 model.cursors.clear();
                 assert_eq!(hub.session_count(), 0);
+                if let Some(stamp) = &mut model.gone {
+                    let removed = *stamp.get_or_insert(now);
+                    if now - removed >= Duration::from_secs(300) {
+                        model.gone = None;
+                    }
+                }
             }
             Op::Delete => {
                 let deleted = match hub.handle(Request::new("DELETE", "/topics/t"), now) {
@@ -206,6 +216,7 @@ fn run(queue: usize, ops: Vec<Op>) {
                 assert_eq!(deleted, if model.exists { 200 } else { 404 });
                 if model.exists {
                     model.life += 1;
+                    model.gone = Some(None);
                 }
                 model.exists = false;
                 model.messages.clear();
@@ -217,6 +228,11 @@ fn run(queue: usize, ops: Vec<Op>) {
                     Request::new("GET", "/topics/t.sse").with_header("Last-Event-ID", &id);
                 let mut stream = match hub.handle(request, now) {
                     Outcome::Stream(stream) => stream,
+                    Outcome::Respond(response) if model.gone.is_some() && !model.exists => {
+                        assert_eq!(response.status, 204, "a reconnect to a deleted topic");
+                        // Nothing created: the topic stays gone.
+                        continue;
+                    }
                     other => panic!("{other:?}"),
                 };
                 let text = match stream.poll(now) {
@@ -237,6 +253,7 @@ fn run(queue: usize, ops: Vec<Op>) {
         }
         if touches {
             model.exists = true;
+            model.gone = None;
         }
     }
 }

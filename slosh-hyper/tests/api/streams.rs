@@ -37,6 +37,28 @@ async fn sse_resumes_from_last_event_id() {
 }
 
 #[tokio::test]
+async fn delete_ends_the_stream_and_a_reconnect_is_told_to_stop() {
+    let app = spawn_app().await;
+    let mut stream = app.open("/topics/doomed.sse", &[]).await;
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, "retry: 3000\n\n").await;
+    app.post_json("doomed", "1").await;
+    read_until(&mut stream, &mut seen, "id: 1\ndata: 1\n\n").await;
+    assert_eq!(
+        app.send("DELETE", "/topics/doomed", &[], b"").await.status,
+        200
+    );
+    // The server ends the chunked body: the last chunk, then nothing.
+    read_until(&mut stream, &mut seen, "0\r\n\r\n").await;
+    // What EventSource does next: reconnect with the id it last saw.
+    let again = app
+        .send("GET", "/topics/doomed.sse", &[("Last-Event-ID", "1")], b"")
+        .await;
+    assert_eq!(again.status, 204);
+    assert_eq!(app.get("/topics/doomed.info").await.status, 404);
+}
+
+#[tokio::test]
 async fn a_closed_stream_stops_counting_as_a_subscriber() {
     let app = spawn_app().await;
     let mut stream = app.open("/topics/gone.sse", &[]).await;
