@@ -23,12 +23,12 @@ use crate::name::TopicName;
 
 /// How long a removed topic is remembered: well past an `EventSource`'s
 /// 3 s retry, and long enough for a laptop waking from a short sleep.
-pub const REMEMBERED_FOR: Duration = Duration::from_secs(300);
+pub(crate) const REMEMBERED_FOR: Duration = Duration::from_secs(300);
 
 /// Removed topics remembered at most. Past it a new removal is not
 /// remembered (its reconnects recreate the topic, as without this module),
 /// so deleting topics in a loop costs bounded memory.
-pub const MAX_REMEMBERED: usize = 10_000;
+pub(crate) const MAX_REMEMBERED: usize = 10_000;
 
 /// The removed topics, each with the sweep that first saw it.
 #[derive(Debug, Default)]
