@@ -6,6 +6,7 @@
 pub(crate) fn page(path: &str) -> Option<&'static str> {
     match path {
         "/" | "/index.html" => Some(include_str!("demo/index.html")),
+        "/chat-sse.html" => Some(include_str!("demo/chat-sse.html")),
         "/chat-json.html" => Some(include_str!("demo/chat-json.html")),
         "/chat-xml.html" => Some(include_str!("demo/chat-xml.html")),
         _ => None,

@@ -1012,7 +1012,13 @@ fn a_browser_reconnecting_to_an_expired_mailbox_is_told_to_stop() {
 #[test]
 fn the_built_in_demo_is_served_outside_topics_unless_turned_off() {
     let clock = Clock::new(Hub::default());
-    for path in ["/", "/index.html", "/chat-json.html", "/chat-xml.html"] {
+    for path in [
+        "/",
+        "/index.html",
+        "/chat-sse.html",
+        "/chat-json.html",
+        "/chat-xml.html",
+    ] {
         let page = clock.get_now(path);
         assert_eq!(page.status, 200, "{path}");
         assert_eq!(
