@@ -2,24 +2,34 @@
 //! actix example) parse the same server flags instead of copying them.
 //!
 //! - [`ServeArgs`]: every server setting as a flag, each also read from an
-//!   environment variable `SLOSH_<NAME>`.
+//!   environment variable `SLOSH_<NAME>` and from the `--config` TOML file
+//!   (module `config`: keys derived from the flags, [`ConfigError`]).
 //! - [`run_server`]: binds, logs one start line, serves with
 //!   `slosh-hyper` until SIGINT/SIGTERM, logs one stop line.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod config;
+
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{ArgMatches, Args};
 use slosh_core::settings::{parse_duration, parse_size};
 use slosh_core::{Hub, Mode, Settings};
 use slosh_hyper::ServeOptions;
 
-/// The flags of `slosh-cli serve`. A flag beats its environment variable.
+pub use config::ConfigError;
+
+/// The flags of `slosh-cli serve`. A flag beats its environment variable,
+/// which beats the `--config` file (see [`ServeArgs::apply_config`]).
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// TOML file with settings as top-level keys: the flags' names in snake case.
+    #[arg(long, env = "SLOSH_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "SLOSH_BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
@@ -62,6 +72,9 @@ pub struct ServeArgs {
     /// Subscribers at most over all topics.
     #[arg(long, env = "SLOSH_MAX_SUBSCRIBERS_TOTAL", default_value_t = 100_000)]
     pub max_subscribers_total: usize,
+    /// Unsent bytes at most per streaming subscriber before it is dropped.
+    #[arg(long, env = "SLOSH_MAX_UNSENT", default_value = "1MiB", value_parser = parse_size)]
+    pub max_unsent: usize,
     /// When set, POST and DELETE need `Authorization: Bearer <token>`.
     #[arg(long, env = "SLOSH_PUBLISH_TOKEN", hide_env_values = true)]
     pub publish_token: Option<String>,
@@ -71,6 +84,19 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Fills in, from the `--config` file if one is named, every setting
+    /// the command line and the environment left at its default. `matches`
+    /// are the ones these args were parsed from (the `serve` subcommand's).
+    /// The whole file is checked even where a flag wins; a missing file, an
+    /// unknown key or a value the flag would refuse is an error naming the
+    /// file and the key.
+    pub fn apply_config(&mut self, matches: &ArgMatches) -> Result<(), ConfigError> {
+        match self.config.clone() {
+            Some(path) => config::apply_file(self, matches, &path),
+            None => Ok(()),
+        }
+    }
+
     /// The hub's settings these flags ask for.
     pub fn settings(&self) -> Settings {
         Settings {
@@ -85,6 +111,7 @@ impl ServeArgs {
             heartbeat: self.heartbeat,
             max_subscribers: self.max_subscribers,
             max_subscribers_total: self.max_subscribers_total,
+            max_unsent: self.max_unsent,
             publish_token: self.publish_token.clone(),
             cors_origins: self.cors_origins.clone(),
             ..Settings::default()
@@ -111,6 +138,7 @@ pub async fn run_server(args: ServeArgs) -> std::io::Result<()> {
         queue = settings.queue,
         max_message = settings.max_message,
         max_topics = settings.max_topics,
+        max_unsent = settings.max_unsent,
         max_connections = args.max_connections,
         publish_token = settings.publish_token.is_some(),
         "slosh listening"

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use slosh_cli::ServeArgs;
 
 /// slosh, a realtime web hub: POST into topic URLs, receive by long-poll.
@@ -22,7 +22,21 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Parsed in two steps rather than `Cli::parse()` because the config
+    // file needs the matches: they say which flags came from where.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let command = match (cli.command, matches.subcommand()) {
+        (Command::Serve(mut args), Some((_, serve))) => match args.apply_config(serve) {
+            Ok(()) => Command::Serve(args),
+            Err(error) => {
+                // Refused like a bad flag: before anything is bound or logged.
+                eprintln!("error: {error}");
+                return ExitCode::from(2);
+            }
+        },
+        (command, _) => command,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -41,7 +55,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match cli.command {
+    let result = match command {
         Command::Serve(args) => runtime.block_on(slosh_cli::run_server(args)),
     };
     match result {

@@ -5,4 +5,5 @@
 mod helpers;
 mod long_poll;
 mod server;
+mod server_loop;
 mod streams;
