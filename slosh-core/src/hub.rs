@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::files::StaticRoot;
 use crate::message::Json;
 use crate::metrics::{Metrics, SubscriberKind};
 use crate::name::{self, TopicName};
@@ -88,6 +89,8 @@ pub(crate) struct Inner {
     /// Subscribers over all topics, against `max_subscribers_total`.
     subscribers: Arc<AtomicUsize>,
     shutting_down: AtomicBool,
+    /// `settings.root`, canonicalized once.
+    pub(crate) static_root: Option<StaticRoot>,
 }
 
 /// Builds a [`Hub`]: settings, filter, store.
@@ -159,6 +162,7 @@ impl Builder {
     pub fn build(self) -> Hub {
         let mut settings = self.settings;
         settings.queue = settings.queue.max(1);
+        let static_root = settings.root.as_deref().map(StaticRoot::new);
         Hub {
             inner: Arc::new(Inner {
                 sessions: Sessions::new(settings.session_timeout),
@@ -171,6 +175,7 @@ impl Builder {
                 metrics: Arc::new(Metrics::default()),
                 subscribers: Arc::new(AtomicUsize::new(0)),
                 shutting_down: AtomicBool::new(false),
+                static_root,
             }),
         }
     }
