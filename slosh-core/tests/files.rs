@@ -264,3 +264,31 @@ fn each_secret_is_404_by_every_spelling_that_names_it() {
         Outcome::File(_)
     ));
 }
+
+#[test]
+fn a_static_file_carries_cors_headers_for_an_allowed_origin() {
+    let tree = Tree::new_named("cors");
+    let hub = Hub::builder()
+        .settings(Settings {
+            root: Some(tree.base.join("www")),
+            cors_origins: vec!["https://app.example".into()],
+            ..Settings::default()
+        })
+        .build();
+    let request = Request::new("GET", "/a.txt").with_header("Origin", "https://app.example");
+    let file = match hub.handle(request, Instant::now()) {
+        Outcome::File(file) => file,
+        other => panic!("{other:?}"),
+    };
+    let head = file.head();
+    assert_eq!(
+        head.header("Access-Control-Allow-Origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(head.header("Content-Length"), Some("1"));
+    assert_eq!(
+        file.gone().header("Access-Control-Allow-Origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(file.gone().status, 404);
+}
