@@ -81,6 +81,9 @@ pub struct ServeArgs {
     /// An origin allowed to call cross-origin (repeatable, or `*`); none sends no CORS header.
     #[arg(long = "cors-origin", env = "SLOSH_CORS_ORIGIN", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// Serve the files of this folder at `/` (instead of the built-in demo).
+    #[arg(long, env = "SLOSH_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -114,6 +117,7 @@ impl ServeArgs {
             max_unsent: self.max_unsent,
             publish_token: self.publish_token.clone(),
             cors_origins: self.cors_origins.clone(),
+            root: self.root.clone(),
             ..Settings::default()
         }
     }
@@ -130,6 +134,16 @@ impl ServeArgs {
 
 /// Runs the server until SIGINT or SIGTERM, logging a line at start and stop.
 pub async fn run_server(args: ServeArgs) -> std::io::Result<()> {
+    if let Some(root) = &args.root {
+        // Refused at start: a typo in --root would otherwise be a server
+        // answering 404 to everything.
+        slosh_core::files::check_root(root).map_err(|message| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("--root: {message}"),
+            )
+        })?;
+    }
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
     let settings = args.settings();
     tracing::info!(

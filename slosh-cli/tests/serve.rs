@@ -80,3 +80,59 @@ fn a_bad_flag_value_is_refused_with_a_message() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("invalid duration"), "{stderr}");
 }
+
+/// Runs `serve` with `root` given as `--root` or `SLOSH_ROOT` and returns its
+/// stderr once it exits; a server that starts instead is killed and fails
+/// the test rather than hanging it.
+fn serve_refused(root: &std::path::Path, by_env: bool) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_slosh-cli"));
+    command.args(["serve", "--bind", "127.0.0.1:0"]);
+    if by_env {
+        command.env("SLOSH_ROOT", root);
+    } else {
+        command.arg("--root").arg(root);
+    }
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            panic!("serve started with the bad root {}", root.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!stderr.contains("slosh listening"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_missing_root_is_refused_at_start_with_a_message() {
+    let missing = std::env::temp_dir().join(format!("slosh-no-such-root-{}", std::process::id()));
+    let stderr = serve_refused(&missing, false);
+    assert!(
+        stderr.contains("--root") && stderr.contains("slosh-no-such-root"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_root_that_is_a_file_is_refused_at_start() {
+    let file = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+    let stderr = serve_refused(file, true);
+    assert!(stderr.contains("not a directory"), "{stderr}");
+}

@@ -50,6 +50,10 @@ pub enum Error {
     /// Nothing is served at this path.
     #[error("not found")]
     NotFound,
+    /// A static path with a `%` escape that is not two hex digits, or that
+    /// is not UTF-8 once decoded.
+    #[error("invalid path: percent escapes must be %XX and decode to UTF-8")]
+    BadPath,
     /// The method is not served at this path.
     #[error("method {method} not allowed here: use {allow}")]
     MethodNotAllowed {
@@ -92,7 +96,8 @@ impl Error {
             | Error::BadSuffix
             | Error::BadCursor(_)
             | Error::BadLastEventId(_)
-            | Error::DuplicateCursor => 400,
+            | Error::DuplicateCursor
+            | Error::BadPath => 400,
             Error::Decode(DecodeError::UnsupportedType(_)) => 415,
             Error::Decode(_) | Error::Unserializable(_) | Error::BodyUnreadable => 400,
             Error::TooLarge { .. } => 413,
@@ -118,6 +123,7 @@ impl Error {
             Error::TooLarge { .. } => "too_large",
             Error::Unauthorized => "unauthorized",
             Error::NoSuchTopic(_) | Error::NotFound => "not_found",
+            Error::BadPath => "bad_path",
             Error::MethodNotAllowed { .. } => "method",
             Error::TooManyTopics { .. } => "max_topics",
             Error::TooManySubscribers { .. } | Error::TooManySubscribersTotal { .. } => {
@@ -129,7 +135,7 @@ impl Error {
     }
 
     /// Every reason label, so `/metrics` can list zero counters too.
-    pub const REASONS: [&'static str; 13] = [
+    pub const REASONS: [&'static str; 14] = [
         "bad_topic",
         "bad_cursor",
         "unsupported_type",
@@ -138,6 +144,7 @@ impl Error {
         "too_large",
         "unauthorized",
         "not_found",
+        "bad_path",
         "method",
         "max_topics",
         "max_subscribers",
@@ -187,6 +194,7 @@ mod tests {
             Error::TooLarge { limit: 1 },
             Error::Unauthorized,
             Error::NotFound,
+            Error::BadPath,
             Error::MethodNotAllowed {
                 method: "FROB".into(),
                 allow: "GET",

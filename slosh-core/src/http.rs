@@ -13,6 +13,7 @@ use crate::batch::{Batch, SSE_PING, SSE_RETRY};
 use crate::cursor::Cursor;
 use crate::decode::{self, BodyKind};
 use crate::error::Error;
+use crate::files::StaticFile;
 use crate::hub::Hub;
 use crate::message::Json;
 use crate::metrics::SubscriberKind;
@@ -193,6 +194,10 @@ pub enum Outcome {
     Park(LongPoll),
     /// Send [`EventStream::head`], then stream [`EventStream::poll`]'s chunks.
     Stream(EventStream),
+    /// Send [`StaticFile::head`], then, if [`StaticFile::has_body`], the
+    /// file at [`StaticFile::path`] in chunks; if it cannot be opened,
+    /// send [`StaticFile::gone`] instead.
+    File(StaticFile),
 }
 
 impl Outcome {
@@ -260,6 +265,10 @@ impl Hub {
                 stream.cors = Some(allowed);
                 Outcome::Stream(stream)
             }
+            (Some(allowed), Outcome::File(mut file)) => {
+                file.cors = Some(allowed);
+                Outcome::File(file)
+            }
         }
     }
 
@@ -294,6 +303,10 @@ impl Hub {
                 )),
                 _ => Err(not_allowed(method, "GET")),
             },
+            // A static root, when there is one, owns every other path.
+            Route::Elsewhere if self.inner.static_root.is_some() => {
+                self.serve_static(method, request.path)
+            }
             Route::Elsewhere => match crate::demo::page(request.path) {
                 Some(page) if self.inner.settings.builtin_demo => match method {
                     "GET" => respond(Response::new(200, "text/html; charset=utf-8", page)),
@@ -437,7 +450,7 @@ impl Hub {
     }
 }
 
-fn not_allowed(method: &str, allow: &'static str) -> Error {
+pub(crate) fn not_allowed(method: &str, allow: &'static str) -> Error {
     Error::MethodNotAllowed {
         method: method.chars().take(MAX_ECHOED_METHOD).collect(),
         allow,
@@ -447,7 +460,7 @@ fn not_allowed(method: &str, allow: &'static str) -> Error {
 /// `Access-Control-*` headers on an answer to an allowed origin. A listed
 /// origin also gets credentials (the session cookie); `*` cannot, by the
 /// CORS rules.
-fn add_cors(response: &mut Response, allowed: &str) {
+pub(crate) fn add_cors(response: &mut Response, allowed: &str) {
     response
         .headers
         .push(("Access-Control-Allow-Origin", allowed.to_string()));

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::gone::Gone;
+use crate::files::StaticRoot;
 use crate::message::Json;
 use crate::metrics::{Metrics, SubscriberKind};
 use crate::name::{self, TopicName};
@@ -91,6 +92,8 @@ pub(crate) struct Inner {
     shutting_down: AtomicBool,
     /// Recently removed topics, so reconnecting browsers are told to stop.
     pub(crate) gone: Gone,
+    /// `settings.root`, canonicalized once.
+    pub(crate) static_root: Option<StaticRoot>,
 }
 
 /// Builds a [`Hub`]: settings, filter, store.
@@ -162,6 +165,7 @@ impl Builder {
     pub fn build(self) -> Hub {
         let mut settings = self.settings;
         settings.queue = settings.queue.max(1);
+        let static_root = settings.root.as_deref().map(StaticRoot::new);
         Hub {
             inner: Arc::new(Inner {
                 sessions: Sessions::new(settings.session_timeout),
@@ -175,6 +179,7 @@ impl Builder {
                 subscribers: Arc::new(AtomicUsize::new(0)),
                 shutting_down: AtomicBool::new(false),
                 gone: Gone::default(),
+                static_root,
             }),
         }
     }

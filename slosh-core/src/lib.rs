@@ -20,7 +20,10 @@
 //!   long-poll or stream answers in (suffix or `Accept` negotiation).
 //! - [`message`]: [`Json`] (compact JSON text, validated once) and
 //!   [`Message`] (an id plus its JSON, with its XML encoded at most once).
-//! - `demo`: the built-in demo pages served at `/`.
+//! - `demo`: the built-in demo pages served at `/` when there is no static
+//!   root.
+//! - [`files`]: static files from `--root`: the path rules that keep every
+//!   request inside the root, and [`StaticFile`], the file to stream.
 //! - `decode`: a publish body (JSON, form fields, text) into [`Json`].
 //! - `xml`: the JSON→XML mapping of a message.
 //! - [`batch`]: [`Batch`] `{ max, saw, delivering, messages }` and its JSON,
@@ -38,7 +41,7 @@
 //!   expiry.
 //! - [`http`]: the protocol decision layer: a framework-neutral [`Request`]
 //!   in, an [`Outcome`] out: an immediate [`Response`], a parked
-//!   [`LongPoll`], or an [`EventStream`].
+//!   [`LongPoll`], an [`EventStream`], or a [`StaticFile`].
 //! - [`error`]: [`Error`], every refusal with its HTTP status and a message a
 //!   person can act on.
 //! - [`metrics`]: the counters behind `/metrics`.
@@ -58,6 +61,10 @@
 //!   `LongPoll` (the client went away) forgets the subscriber at once.
 //! - [`Outcome::Stream`]: an [`EventStream`]. Send [`EventStream::head`],
 //!   then loop on [`EventStream::poll`], writing each chunk, until it ends.
+//! - [`Outcome::File`]: a [`StaticFile`]. Send [`StaticFile::head`], then
+//!   (unless it is a `HEAD`) the file's bytes in chunks of
+//!   [`files::CHUNK_SIZE`]; if it can no longer be opened, send
+//!   [`StaticFile::gone`] instead.
 //!
 //! A sweeper calls [`Hub::sweep`] at the instant it returns, which removes
 //! idle topics and expired sessions.
@@ -98,6 +105,7 @@ pub mod cursor;
 mod decode;
 mod demo;
 pub mod error;
+pub mod files;
 mod gone;
 pub mod http;
 pub mod hub;
@@ -115,6 +123,7 @@ pub use batch::Batch;
 pub use cursor::Cursor;
 pub use decode::{BodyKind, DecodeError};
 pub use error::Error;
+pub use files::StaticFile;
 pub use http::{Body, EventStream, LongPoll, Outcome, Request, Response, StreamStep, Wake};
 pub use hub::{Builder, Filter, Hub, Published, Verdict};
 pub use message::{Json, Message};

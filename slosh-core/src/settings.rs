@@ -1,6 +1,7 @@
 //! The hub's settings with the spec's defaults, and the parsers for the
 //! duration and size notation every frontend accepts (`30s`, `64KiB`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// When topics are created and removed.
@@ -29,7 +30,7 @@ impl std::str::FromStr for Mode {
 }
 
 /// Everything the hub decides with. Frontend-only settings (bind address,
-/// connection limits, header timeout, static root) live with the frontend.
+/// connection limits, header timeout) live with the frontend.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Topic lifetime rules.
@@ -61,9 +62,14 @@ pub struct Settings {
     /// When set, POST and DELETE need `Authorization: Bearer <token>`.
     pub publish_token: Option<String>,
     /// Whether paths outside `/topics` answer with the built-in demo pages
-    /// (a standalone server with no static root) or 404 (an embedder's
-    /// routes, a static root served by the frontend).
+    /// or 404 (an embedder's own routes) when there is no `root`. A `root`
+    /// always wins: with one, the demo is never served.
     pub builtin_demo: bool,
+    /// The folder whose files are served at `/` (`--root`); see
+    /// [`files`](crate::files) for which paths resolve. Canonicalized once
+    /// when the hub is built (or at the first request, if it is missing
+    /// then).
+    pub root: Option<PathBuf>,
     /// Origins allowed to call cross-origin (`*` for any); empty sends no
     /// CORS header at all.
     pub cors_origins: Vec<String>,
@@ -86,6 +92,7 @@ impl Default for Settings {
             max_unsent: 1024 * 1024,
             publish_token: None,
             builtin_demo: true,
+            root: None,
             cors_origins: Vec::new(),
         }
     }

@@ -147,7 +147,7 @@ fn run(queue: usize, ops: Vec<Op>) {
                     Outcome::Park(_) => {
                         assert!(expected.2.is_empty(), "parked with messages buffered")
                     }
-                    Outcome::Stream(_) => panic!("a .json poll is no stream"),
+                    other => panic!("a .json poll answers or parks, got {other:?}"),
                 }
             }
             Op::PollSession(client) => {
@@ -180,7 +180,7 @@ fn run(queue: usize, ops: Vec<Op>) {
                             Wake::Wait(_) => panic!("the poll timeout passed"),
                         }
                     }
-                    Outcome::Stream(_) => panic!("a .json poll is no stream"),
+                    other => panic!("a .json poll answers or parks, got {other:?}"),
                 };
                 expect(&response, expected);
                 match response.header("Set-Cookie") {

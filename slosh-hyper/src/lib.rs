@@ -9,7 +9,10 @@
 //!   deadline (dropping the future — the client went away — forgets it);
 //! - an event stream becomes a streaming body that pulls chunks from core
 //!   only when hyper can write them, so a slow reader never makes the server
-//!   buffer on its behalf.
+//!   buffer on its behalf;
+//! - a static file is opened at the canonical path core resolved and read
+//!   in chunks as hyper asks for them, so a large file costs one chunk of
+//!   memory and no blocked runtime thread.
 //!
 //! [`Slosh`] is the hyper `Service` to mount in an application of your own;
 //! [`serve`] is the whole server loop (connection limit, header timeout,
@@ -46,7 +49,10 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use slosh_core::{EventListener, EventStream, Hub, LongPoll, Outcome, StreamStep, Wake};
+use slosh_core::{
+    EventListener, EventStream, Hub, LongPoll, Outcome, StaticFile, StreamStep, Wake,
+};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
@@ -107,6 +113,7 @@ impl Slosh {
                 let head = stream.head();
                 convert(head, BoxBody::new(SseBody::new(stream)))
             }
+            Outcome::File(file) => send_file(file).await,
         }
     }
 }
@@ -244,6 +251,83 @@ impl http_body::Body for SseBody {
                 StreamStep::End => return Poll::Ready(None),
             }
         }
+    }
+}
+
+/// Answers with a static file core resolved: its head, then its bytes
+/// unless core said there are none (`HEAD`).
+async fn send_file(file: StaticFile) -> hyper::Response<Body> {
+    if !file.has_body() {
+        return whole(file.head());
+    }
+    match tokio::fs::File::open(file.path()).await {
+        Ok(opened) => convert(file.head(), BoxBody::new(FileBody::new(opened, file.len()))),
+        // Gone (or unreadable) since core resolved it; core words the answer.
+        Err(_) => whole(file.gone()),
+    }
+}
+
+/// A file as a hyper body: one chunk of at most
+/// [`slosh_core::files::CHUNK_SIZE`] is read each time hyper asks for a
+/// frame, and never more than the `Content-Length` core announced.
+struct FileBody {
+    file: tokio::fs::File,
+    remaining: u64,
+    buf: bytes::BytesMut,
+}
+
+impl FileBody {
+    fn new(file: tokio::fs::File, len: u64) -> FileBody {
+        FileBody {
+            file,
+            remaining: len,
+            buf: bytes::BytesMut::new(),
+        }
+    }
+}
+
+impl http_body::Body for FileBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let want = usize::try_from(this.remaining)
+            .unwrap_or(usize::MAX)
+            .min(slosh_core::files::CHUNK_SIZE);
+        this.buf.resize(want, 0);
+        let mut read = ReadBuf::new(&mut this.buf[..]);
+        match Pin::new(&mut this.file).poll_read(cx, &mut read) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) if !read.filled().is_empty() => {
+                let n = read.filled().len();
+                this.remaining -= n as u64;
+                this.buf.truncate(n);
+                Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze()))))
+            }
+            // The file shrank or cannot be read any more: end early. The
+            // body is then shorter than its Content-Length, so hyper closes
+            // the connection and the client sees a cut answer, not a whole
+            // wrong one.
+            Poll::Ready(_) => {
+                this.remaining = 0;
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
     }
 }
 

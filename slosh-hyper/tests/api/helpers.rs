@@ -109,6 +109,17 @@ impl Client {
         parse(&raw)
     }
 
+    /// Sends a bodyless request and returns the answer's raw bytes (for
+    /// bodies that are not text).
+    pub async fn send_raw(&self, method: &str, target: &str) -> Vec<u8> {
+        let mut stream = TcpStream::connect(self.addr).await.unwrap();
+        let head = format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        raw
+    }
+
     pub async fn get(&self, target: &str) -> Answer {
         self.send("GET", target, &[], b"").await
     }
