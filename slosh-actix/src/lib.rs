@@ -1,8 +1,353 @@
-//! Binds [`slosh_core`] to actix-web 4. The adapter arrives with the actix
-//! issue; until then this crate only re-exports the hub so the workspace
-//! shape is in place.
+//! Binds [`slosh_core`] to actix-web 4: the hub's URLs inside any actix
+//! application, next to the application's own routes and middleware.
+//!
+//! Like `slosh-hyper`, this crate decides nothing about the protocol. It
+//! turns an actix request into core's [`slosh_core::Request`] (reading the
+//! body up to the hub's limit), hands it to [`Hub::handle`], and drives what
+//! comes back on actix's runtime:
+//!
+//! - an immediate answer is converted and sent;
+//! - a parked long-poll is awaited on its topic's listener, racing its
+//!   deadline (actix drops the future when the client goes away, which
+//!   forgets the subscriber);
+//! - an event stream becomes a streaming body that actix pulls from only
+//!   when it can write, so a slow reader never makes the server buffer;
+//! - a static file is read a chunk at a time on actix's blocking pool.
+//!
+//! Two ways to mount it:
+//!
+//! - [`mount`]: `/topics` and everything under it, for an application that
+//!   serves its own pages. The host's middleware (auth, logging) wraps it.
+//! - [`mount_everything`]: every path the application does not route itself
+//!   goes to slosh (`/healthz`, `/metrics`, the demo or the static root), for
+//!   a standalone server.
+//!
+//! Either way the [`Hub`] is registered as `web::Data<Hub>`, so the host's
+//! own handlers publish with `hub.publish("topic", &value)`. Run
+//! [`sweep`] once per application so idle topics and sessions expire.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use actix_web::{web, App, HttpServer, Responder};
+//! use slosh_core::Hub;
+//!
+//! async fn shout(hub: web::Data<Hub>, text: String) -> impl Responder {
+//!     // A handler of the host publishes straight to the browsers.
+//!     match hub.publish("chat", &serde_json::json!({ "text": text })) {
+//!         Ok(_) => "sent",
+//!         Err(_) => "not sent",
+//!     }
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let hub = Hub::builder().build();
+//!     actix_web::rt::spawn(slosh_actix::sweep(hub.clone()));
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             .configure(slosh_actix::mount(hub.clone()))
+//!             .route("/shout", web::post().to(shout))
+//!     })
+//!     .bind("127.0.0.1:8000")?
+//!     .run()
+//!     .await
+//! }
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
-pub use slosh_core::Hub;
+use std::convert::Infallible;
+use std::future::{poll_fn, Future};
+use std::io::{Read, Seek, SeekFrom};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix_web::body::SizedStream;
+use actix_web::http::StatusCode;
+use actix_web::rt::time::{sleep, sleep_until, Sleep};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+use slosh_core::files::CHUNK_SIZE;
+use slosh_core::{
+    EventListener, EventStream, Hub, LongPoll, Outcome, StaticFile, StreamStep, Wake,
+};
+
+pub use slosh_core;
+
+/// Registers the hub as `web::Data<Hub>` and serves `/topics` and every
+/// path under it. Use it with `App::configure`.
+pub fn mount(hub: Hub) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| {
+        config
+            .app_data(web::Data::new(hub))
+            .service(web::resource("/topics").to(handle))
+            .service(web::resource("/topics/{tail:.*}").to(handle));
+    }
+}
+
+/// Registers the hub as `web::Data<Hub>` and answers every request the
+/// application does not route itself: topics, `/healthz`, `/metrics`, and
+/// the built-in demo or the static root. For a standalone server.
+pub fn mount_everything(hub: Hub) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| {
+        config
+            .app_data(web::Data::new(hub))
+            .default_service(web::to(handle));
+    }
+}
+
+/// Runs [`Hub::sweep`] whenever the hub asks, for ever: idle topics and
+/// expired sessions go away. Spawn it once per hub.
+pub async fn sweep(hub: Hub) {
+    loop {
+        let next = hub.sweep(Instant::now());
+        sleep_until(next.into()).await;
+    }
+}
+
+/// Answers one request to a slosh URL.
+async fn handle(request: HttpRequest, body: web::Payload, hub: web::Data<Hub>) -> HttpResponse {
+    let body = match read_body(body, hub.body_limit()).await {
+        Ok(body) => body,
+        // The client stopped sending mid-body; core words the refusal.
+        Err(()) => {
+            return whole(slosh_core::Response::error(
+                &slosh_core::Error::BodyUnreadable,
+            ))
+        }
+    };
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let mut core = slosh_core::Request::new(request.method().as_str(), target);
+    core.body = body;
+    for (name, value) in request.headers() {
+        // A header that is not text cannot be one core reads (they are all
+        // ASCII by definition); skipping it is the same as absent.
+        if let Ok(value) = value.to_str() {
+            core.header(name.as_str(), value);
+        }
+    }
+    match hub.handle(core, Instant::now()) {
+        Outcome::Respond(response) => whole(response),
+        Outcome::Park(poll) => whole(park(poll).await),
+        Outcome::Stream(stream) => {
+            let head = stream.head();
+            builder(&head).streaming(SseBody::new(stream))
+        }
+        Outcome::File(file) => send_file(file),
+    }
+}
+
+/// Reads the body up to `limit` bytes (inclusive). Past it, reading stops
+/// and core is told [`slosh_core::Body::TooLarge`], so an endless body never
+/// costs more than `limit` bytes of memory.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<slosh_core::Body, ()> {
+    let mut body = BytesMut::new();
+    loop {
+        let chunk = poll_fn(|cx| Pin::new(&mut payload).poll_next(cx)).await;
+        match chunk {
+            None => break,
+            Some(Ok(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Ok(slosh_core::Body::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Some(Err(_)) => return Err(()),
+        }
+    }
+    Ok(if body.is_empty() {
+        slosh_core::Body::Empty
+    } else {
+        slosh_core::Body::Full(body.freeze())
+    })
+}
+
+/// Waits for a parked long-poll's answer: a publish on its topic wakes it,
+/// its deadline ends it.
+async fn park(mut poll: LongPoll) -> slosh_core::Response {
+    loop {
+        match poll.poll(Instant::now()) {
+            Wake::Ready(response) => return response,
+            Wake::Wait(listener) => match poll.deadline() {
+                Some(deadline) => {
+                    let timer = sleep_until(deadline.into());
+                    first_of(listener, timer).await;
+                }
+                None => listener.await,
+            },
+        }
+    }
+}
+
+/// Completes when either `listener` fires or `timer` runs out.
+async fn first_of(mut listener: EventListener, timer: Sleep) {
+    let mut timer = std::pin::pin!(timer);
+    poll_fn(|cx| {
+        if Pin::new(&mut listener).poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        timer.as_mut().poll(cx)
+    })
+    .await;
+}
+
+/// Core's response head as an actix builder.
+fn builder(response: &slosh_core::Response) -> HttpResponseBuilder {
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut out = HttpResponse::build(status);
+    for (name, value) in &response.headers {
+        // actix writes Content-Length itself, from the body it is given.
+        if !name.eq_ignore_ascii_case("content-length") {
+            out.append_header((*name, value.as_str()));
+        }
+    }
+    out
+}
+
+/// Core's immediate response as actix's.
+fn whole(mut response: slosh_core::Response) -> HttpResponse {
+    let body = std::mem::take(&mut response.body);
+    builder(&response).body(body)
+}
+
+/// An SSE stream as an actix body: each chunk is pulled from core when
+/// actix asks for one, i.e. when the socket can take more.
+struct SseBody {
+    stream: EventStream,
+    listener: Option<EventListener>,
+    /// The next heartbeat; reset rather than reallocated per wait.
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl SseBody {
+    fn new(stream: EventStream) -> SseBody {
+        SseBody {
+            stream,
+            listener: None,
+            sleep: Box::pin(sleep(Duration::ZERO)),
+        }
+    }
+}
+
+impl Stream for SseBody {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(listener) = &mut this.listener {
+                let woken = Pin::new(listener).poll(cx).is_ready();
+                let timed_out = this.sleep.as_mut().poll(cx).is_ready();
+                if !woken && !timed_out {
+                    return Poll::Pending;
+                }
+                this.listener = None;
+            }
+            match this.stream.poll(Instant::now()) {
+                StreamStep::Send(bytes) => return Poll::Ready(Some(Ok(bytes))),
+                StreamStep::Wait(listener, at) => {
+                    this.listener = Some(listener);
+                    this.sleep.as_mut().reset(at.into());
+                }
+                StreamStep::End => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+/// Sends a static file core resolved, or core's answer when it cannot be
+/// opened any more.
+fn send_file(file: StaticFile) -> HttpResponse {
+    if !file.has_body() {
+        // HEAD: the length of the body that a GET would get.
+        return builder(&file.head()).no_chunking(file.len()).finish();
+    }
+    match std::fs::File::open(file.path()) {
+        Ok(opened) => builder(&file.head()).body(SizedStream::new(
+            file.len(),
+            FileBody::new(opened, file.len()),
+        )),
+        Err(_) => whole(file.gone()),
+    }
+}
+
+/// A file read one chunk at a time on actix's blocking pool, never more
+/// than its announced length.
+struct FileBody {
+    /// The file and where the next chunk starts; `None` while a read runs.
+    file: Option<std::fs::File>,
+    offset: u64,
+    remaining: u64,
+    reading: Option<Pin<Box<dyn Future<Output = ChunkRead> + Send>>>,
+}
+
+/// What one blocking read gives back: the file (to read on) and the chunk.
+type ChunkRead = Result<(std::fs::File, std::io::Result<Vec<u8>>), actix_web::error::BlockingError>;
+
+impl FileBody {
+    fn new(file: std::fs::File, len: u64) -> FileBody {
+        FileBody {
+            file: Some(file),
+            offset: 0,
+            remaining: len,
+            reading: None,
+        }
+    }
+}
+
+impl Stream for FileBody {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        if this.reading.is_none() {
+            let Some(mut file) = this.file.take() else {
+                return Poll::Ready(None);
+            };
+            let offset = this.offset;
+            let want = this.remaining.min(CHUNK_SIZE as u64) as usize;
+            this.reading = Some(Box::pin(web::block(move || {
+                let mut chunk = vec![0; want];
+                let read = file
+                    .seek(SeekFrom::Start(offset))
+                    .and_then(|_| file.read(&mut chunk))
+                    .map(|n| {
+                        chunk.truncate(n);
+                        chunk
+                    });
+                (file, read)
+            })));
+        }
+        let Some(reading) = &mut this.reading else {
+            return Poll::Ready(None);
+        };
+        let done = match reading.as_mut().poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(done) => done,
+        };
+        this.reading = None;
+        match done {
+            Ok((file, Ok(chunk))) if !chunk.is_empty() => {
+                this.file = Some(file);
+                let n = chunk.len() as u64;
+                this.offset += n;
+                this.remaining = this.remaining.saturating_sub(n);
+                Poll::Ready(Some(Ok(Bytes::from(chunk))))
+            }
+            // The file shrank since its length was announced: end here; the
+            // client sees a short body, as from any file server.
+            Ok((_, Ok(_))) => Poll::Ready(Some(Err(std::io::Error::from(
+                std::io::ErrorKind::UnexpectedEof,
+            )))),
+            Ok((_, Err(error))) => Poll::Ready(Some(Err(error))),
+            Err(_) => Poll::Ready(Some(Err(std::io::Error::other("blocking pool gone")))),
+        }
+    }
+}
