@@ -390,10 +390,17 @@ impl Tally {
         }
     }
 
-    /// Holds every seq; never for `connect`, which publishes nothing and
+    /// Holds the last seq: messages arrive in order, so whatever is still
+    /// missing is lost. Never for `connect`, which publishes nothing and
     /// keeps its subscribers until stopped.
     fn done(&self, shared: &Shared) -> bool {
-        shared.msgs > 0 && self.received >= shared.msgs
+        shared.msgs > 0 && self.has(shared.msgs - 1)
+    }
+
+    fn has(&self, seq: u64) -> bool {
+        self.seen
+            .get((seq / 64) as usize)
+            .is_some_and(|word| word & (1 << (seq % 64)) != 0)
     }
 
     fn record(&mut self, shared: &Shared, data: &[u8]) {
