@@ -19,8 +19,6 @@
 //! duration or message count): when it passes, the scenario stops and
 //! reports what it has, with `timed_out: true`.
 
-#![allow(clippy::cast_precision_loss)]
-
 pub mod events;
 pub mod fanout;
 pub mod histogram;
