@@ -1,5 +1,7 @@
 //! Benchmarks of slosh: criterion benchmarks of the core under `benches/`,
-//! and (with the performance issue) the HTTP load generator.
+//! and [`load`], the HTTP load generator behind the `slosh-load` binary.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
+
+pub mod load;

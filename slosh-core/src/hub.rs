@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::gone::Gone;
 use crate::files::StaticRoot;
+use crate::gone::Gone;
 use crate::message::Json;
 use crate::metrics::{Metrics, SubscriberKind};
 use crate::name::{self, TopicName};

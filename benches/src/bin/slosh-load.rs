@@ -1,0 +1,226 @@
+//! `slosh-load`: drives HTTP load at slosh (or Nchan) on this machine and
+//! prints one JSON line per scenario on stdout, a readable summary on
+//! stderr. See `benches/README.md` for the scenarios and their fields.
+//!
+//! Many connections need file descriptors: the generator does not raise its
+//! own limit (that needs `unsafe` libc calls); run `ulimit -n` first.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use benches::load::{
+    self, ConnectOptions, CursorStyle, FanoutOptions, PublishOptions, Run, ServerProcess, Target,
+};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "slosh-load",
+    about = "HTTP load generator for slosh (and Nchan)"
+)]
+struct Cli {
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// Replaces {base} in the URL templates; the host must be in 127.0.0.0/8.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8000")]
+    base: String,
+    /// Publish URL template ({base}, {topic}).
+    #[arg(long, global = true, default_value = load::target::SLOSH_PUBLISH_URL)]
+    publish_url: String,
+    /// SSE subscribe URL template ({base}, {topic}).
+    #[arg(long, global = true, default_value = load::target::SLOSH_SUB_URL)]
+    sub_url: String,
+    /// Long-poll URL template ({base}, {topic}, {cursor}).
+    #[arg(long, global = true, default_value = load::target::SLOSH_POLL_URL)]
+    poll_url: String,
+    /// Topic info URL template, read to see long-polls parked (slosh only).
+    #[arg(long, global = true, default_value = load::target::SLOSH_INFO_URL)]
+    info_url: String,
+    /// How long-poll clients walk a topic.
+    #[arg(long, global = true, value_enum, default_value_t = Style::Slosh)]
+    cursor_style: Style,
+    /// The server's pid, for its CPU (/proc/PID/stat) and RSS (/proc/PID/status).
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    /// Stop the scenario after this many seconds and report what it has.
+    #[arg(long, global = true, default_value_t = 60.0)]
+    timeout: f64,
+    /// Topic name prefix (default: unique per run).
+    #[arg(long, global = true)]
+    topic_prefix: Option<String>,
+    /// Loopback source addresses 127.0.0.1..N to spread connections over
+    /// (0: one per 10 000 connections past 10 000).
+    #[arg(long, global = true, default_value_t = 0)]
+    source_addrs: usize,
+    /// Runtime worker threads (1: a single-threaded runtime).
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Style {
+    /// `?n=<max>` and slosh JSON batches.
+    Slosh,
+    /// `If-Modified-Since` / `If-None-Match` from `Last-Modified` / `Etag`.
+    Nchan,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// C keep-alive connections POST as fast as answered, round-robin over T topics.
+    Publish {
+        /// Connections.
+        #[arg(long, default_value_t = 32)]
+        conns: usize,
+        /// Topics.
+        #[arg(long, default_value_t = 100)]
+        topics: usize,
+        /// Seconds to publish.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        /// Message body size in bytes.
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+    },
+    /// S long-poll clients on one topic; a publisher posts M messages at R/s.
+    Longpoll(FanoutArgs),
+    /// S SSE subscribers on one topic; a publisher posts M messages at R/s.
+    SseFanout(FanoutArgs),
+    /// Open S SSE subscriptions and time them; server RSS per subscriber.
+    Connect {
+        /// Subscriptions.
+        #[arg(long, default_value_t = 1000)]
+        subs: usize,
+        /// Topics to spread them over.
+        #[arg(long, default_value_t = 1)]
+        topics: usize,
+    },
+}
+
+#[derive(Args)]
+struct FanoutArgs {
+    /// Subscribers.
+    #[arg(long, default_value_t = 1000)]
+    subs: usize,
+    /// Messages.
+    #[arg(long, default_value_t = 200)]
+    msgs: u64,
+    /// Messages per second; 0 = back-to-back (next once all have the last).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+}
+
+impl FanoutArgs {
+    fn options(&self) -> FanoutOptions {
+        FanoutOptions {
+            subs: self.subs,
+            msgs: self.msgs,
+            rate: self.rate,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = &cli.target;
+    let target = Target {
+        base: args.base.trim_end_matches('/').to_string(),
+        publish_url: args.publish_url.clone(),
+        sub_url: args.sub_url.clone(),
+        poll_url: args.poll_url.clone(),
+        info_url: args.info_url.clone(),
+        cursor_style: match args.cursor_style {
+            Style::Slosh => CursorStyle::Slosh,
+            Style::Nchan => CursorStyle::Nchan,
+        },
+    };
+    if let Err(e) = target.check() {
+        eprintln!("slosh-load: {e}");
+        return ExitCode::from(2);
+    }
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        eprintln!("slosh-load: --timeout must be a positive number of seconds");
+        return ExitCode::from(2);
+    }
+    let mut run = Run::new(target);
+    run.server = args.server_pid.map(|pid| ServerProcess { pid });
+    run.timeout = Duration::from_secs_f64(args.timeout);
+    run.source_addrs = args.source_addrs;
+    if let Some(prefix) = &args.topic_prefix {
+        run.topic_prefix = prefix.clone();
+    }
+    let runtime = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("slosh-load: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match &cli.scenario {
+            Scenario::Publish {
+                conns,
+                topics,
+                secs,
+                size,
+            } => {
+                if !(secs.is_finite() && *secs > 0.0) {
+                    return Err(load::LoadError::Options("--secs must be positive".into()));
+                }
+                let options = PublishOptions {
+                    conns: *conns,
+                    topics: *topics,
+                    duration: Duration::from_secs_f64(*secs),
+                    size: *size,
+                };
+                load::publish(&run, options)
+                    .await
+                    .map(|r| (r.json(), r.to_string()))
+            }
+            Scenario::Longpoll(fanout) => load::longpoll(&run, fanout.options())
+                .await
+                .map(|r| (r.json(), r.to_string())),
+            Scenario::SseFanout(fanout) => load::sse_fanout(&run, fanout.options())
+                .await
+                .map(|r| (r.json(), r.to_string())),
+            Scenario::Connect { subs, topics } => {
+                let options = ConnectOptions {
+                    subs: *subs,
+                    topics: *topics,
+                };
+                load::connect(&run, options)
+                    .await
+                    .map(|r| (r.json(), r.to_string()))
+            }
+        }
+    });
+    match outcome {
+        Ok((json, summary)) => {
+            println!("{json}");
+            eprintln!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("slosh-load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
