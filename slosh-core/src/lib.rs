@@ -96,6 +96,7 @@ pub mod cursor;
 mod decode;
 mod demo;
 pub mod error;
+pub mod feed;
 pub mod http;
 pub mod hub;
 pub mod message;
@@ -104,7 +105,9 @@ pub mod name;
 pub mod route;
 mod session;
 pub mod settings;
+pub mod socket;
 pub mod store;
+pub mod stream;
 mod topic;
 mod xml;
 
@@ -112,13 +115,16 @@ pub use batch::Batch;
 pub use cursor::Cursor;
 pub use decode::{BodyKind, DecodeError};
 pub use error::Error;
-pub use http::{Body, EventStream, LongPoll, Outcome, Request, Response, StreamStep, Wake};
+pub use feed::{EndReason, Stall};
+pub use http::{Body, LongPoll, Outcome, Request, Response, Wake};
 pub use hub::{Builder, Filter, Hub, Published, Verdict};
 pub use message::{Json, Message};
 pub use name::TopicName;
 pub use route::{Format, Route, Suffix};
 pub use settings::{Mode, Settings};
-pub use store::{Log, MemoryLog};
+pub use socket::{Socket, SocketStep};
+pub use store::{Head, Log, MemoryLog};
+pub use stream::{Chunks, EventStream, StreamStep};
 
 /// Re-exported so adapters name the listener type without depending on the
 /// crate themselves.

@@ -143,7 +143,7 @@ fn run(queue: usize, ops: Vec<Op>) {
                     Outcome::Park(_) => {
                         assert!(expected.2.is_empty(), "parked with messages buffered")
                     }
-                    Outcome::Stream(_) => panic!("a .json poll is no stream"),
+                    Outcome::Stream(_) | Outcome::Socket(_) => panic!("a .json poll is no stream"),
                 }
             }
             Op::PollSession(client) => {
@@ -176,7 +176,7 @@ fn run(queue: usize, ops: Vec<Op>) {
                             Wake::Wait(_) => panic!("the poll timeout passed"),
                         }
                     }
-                    Outcome::Stream(_) => panic!("a .json poll is no stream"),
+                    Outcome::Stream(_) | Outcome::Socket(_) => panic!("a .json poll is no stream"),
                 };
                 expect(&response, expected);
                 match response.header("Set-Cookie") {
