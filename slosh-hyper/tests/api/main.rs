@@ -6,3 +6,4 @@ mod helpers;
 mod long_poll;
 mod server;
 mod streams;
+mod websocket;
