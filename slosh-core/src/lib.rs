@@ -19,14 +19,24 @@
 //! - [`route`]: a request path split into a [`Route`], and the [`Format`] a
 //!   long-poll or stream answers in (suffix or `Accept` negotiation).
 //! - [`message`]: [`Json`] (compact JSON text, validated once) and
-//!   [`Message`] (an id plus its JSON, with its XML encoded at most once).
+//!   [`Message`] (an id plus its JSON and its place in the topic's running
+//!   byte count, with its XML, SSE event and WebSocket frame each encoded
+//!   at most once and shared by every subscriber).
 //! - `demo`: the built-in demo pages served at `/`.
 //! - `decode`: a publish body (JSON, form fields, text) into [`Json`].
 //! - `xml`: the JSON→XML mapping of a message.
 //! - [`batch`]: [`Batch`] `{ max, saw, delivering, messages }` and its JSON,
 //!   XML and SSE encodings.
-//! - [`store`]: [`Log`], the narrow seam behind which a topic's messages and
-//!   ids live, and [`MemoryLog`], its in-memory ring buffer.
+//! - [`store`]: [`Log`], the narrow seam behind which a topic's messages,
+//!   ids and running byte total ([`Head`]) live, and [`MemoryLog`], its
+//!   in-memory ring buffer.
+//! - [`feed`]: what SSE streams and WebSockets share: cursor, heartbeat,
+//!   the end of a subscription ([`EndReason`]) and the `max_unsent` bound,
+//!   with the [`Stall`] watch an adapter keeps while a write is blocked.
+//! - [`stream`]: [`EventStream`], a feed written as SSE, and the [`Chunks`]
+//!   every stream hands its adapter.
+//! - [`socket`]: [`Socket`], a feed written as WebSocket frames that also
+//!   publishes the text frames its client sends; close codes.
 //! - `topic`: a topic: its log, the event parked requests wait on, and the
 //!   counters that decide when it expires.
 //! - `session`: sessions (the `slosh_session` cookie) and their per-topic
@@ -56,6 +66,14 @@
 //!   `LongPoll` (the client went away) forgets the subscriber at once.
 //! - [`Outcome::Stream`]: an [`EventStream`]. Send [`EventStream::head`],
 //!   then loop on [`EventStream::poll`], writing each chunk, until it ends.
+//!   Poll only when the socket can take more; while a write is blocked,
+//!   await [`Stall::check`] instead, and close the connection when it says
+//!   the subscriber is over.
+//! - [`Outcome::Socket`]: a [`Socket`]. Answer [`Socket::head`] plus the
+//!   handshake's accept key and upgrade; then feed each text frame to
+//!   [`Socket::receive_text`] (sending back the error frame it may return),
+//!   and drain [`Socket::poll`] as for a stream: frames, pings at the
+//!   heartbeat, and a close code at the end.
 //!
 //! A sweeper calls [`Hub::sweep`] at the instant it returns, which removes
 //! idle topics and expired sessions.

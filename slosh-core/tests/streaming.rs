@@ -377,3 +377,38 @@ fn an_upgrade_is_a_socket_only_on_the_bare_or_json_url_and_needs_a_key() {
         .unwrap();
     assert_eq!(keyless.status, 400);
 }
+
+#[test]
+fn every_stream_and_socket_is_handed_the_same_bytes_of_a_message() {
+    let hub = Hub::default();
+    let now = Instant::now();
+    let (mut a, mut b) = (
+        stream(&hub, "/topics/t.sse", now),
+        stream(&hub, "/topics/t.sse", now),
+    );
+    let (mut x, mut y) = (
+        socket_at(&hub, "/topics/t", now),
+        socket_at(&hub, "/topics/t", now),
+    );
+    text(a.poll(now));
+    text(b.poll(now));
+    hub.publish("t", &json!({"shared": true})).unwrap();
+    let piece = |step| match step {
+        StreamStep::Send(chunks) => chunks.into_iter().next().unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let frame = |step| match step {
+        SocketStep::Send(chunks) => chunks.into_iter().next().unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let (first, second) = (piece(a.poll(now)), piece(b.poll(now)));
+    assert_eq!(&first[..], b"id: 1\ndata: {\"shared\":true}\n\n");
+    assert_eq!(first.as_ptr(), second.as_ptr(), "one SSE encoding, shared");
+    let (first, second) = (frame(x.poll(now)), frame(y.poll(now)));
+    assert_eq!(&first[..], br#"{"id":1,"data":{"shared":true}}"#);
+    assert_eq!(
+        first.as_ptr(),
+        second.as_ptr(),
+        "one WebSocket frame, shared"
+    );
+}
