@@ -56,7 +56,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use slosh_core::{EventListener, EventStream, Hub, LongPoll, Outcome, StreamStep, Wake};
 use stall::{Guarded, StallSlot};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 
 pub use slosh_core;
@@ -73,12 +73,20 @@ pub struct Slosh {
     /// stream's stall; without it a stalled reader is dropped at its next
     /// read instead (memory is bounded either way).
     stall: Option<StallSlot>,
+    /// The connection's place under `max_connections`, set by
+    /// [`serve_with`]: a WebSocket keeps it after the upgrade, so sockets
+    /// count as connections and shutdown waits for their close frames.
+    permit: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 impl Slosh {
     /// A service over `hub`.
     pub fn new(hub: Hub) -> Slosh {
-        Slosh { hub, stall: None }
+        Slosh {
+            hub,
+            stall: None,
+            permit: None,
+        }
     }
 
     /// The hub, for publishing from the application.
@@ -125,7 +133,7 @@ impl Slosh {
                         let mut head = socket.head();
                         head.headers
                             .push(("Sec-WebSocket-Accept", websocket::accept_key(&socket)));
-                        websocket::spawn(socket, on_upgrade);
+                        websocket::spawn(socket, on_upgrade, self.permit.clone());
                         whole(head)
                     }
                     // An HTTP/2 connection, or one served without upgrades.
@@ -363,7 +371,12 @@ pub async fn serve_with(
                 };
                 let _ = tcp.set_nodelay(true);
                 let slot = StallSlot::default();
-                let service = Slosh { hub: hub.clone(), stall: Some(slot.clone()) };
+                let permit = Arc::new(permit);
+                let service = Slosh {
+                    hub: hub.clone(),
+                    stall: Some(slot.clone()),
+                    permit: Some(Arc::clone(&permit)),
+                };
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(options.header_timeout)

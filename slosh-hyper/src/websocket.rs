@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::task::ready;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use futures_util::SinkExt;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use slosh_core::{EndReason, EventListener, Socket, SocketStep, Stall, Wake};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -42,13 +44,19 @@ pub(crate) fn accept_key(socket: &Socket) -> String {
     derive_accept_key(socket.key().as_bytes())
 }
 
-/// Runs `socket` on the connection once hyper hands it over.
-pub(crate) fn spawn(socket: Socket, on_upgrade: OnUpgrade) {
+/// Runs `socket` on the connection once hyper hands it over, holding
+/// `permit` (the connection's place under `max_connections`) until it ends.
+pub(crate) fn spawn(
+    socket: Socket,
+    on_upgrade: OnUpgrade,
+    permit: Option<Arc<OwnedSemaphorePermit>>,
+) {
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => run(socket, upgraded).await,
             Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
         }
+        drop(permit);
     });
 }
 

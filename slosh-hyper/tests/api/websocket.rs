@@ -254,3 +254,13 @@ async fn a_socket_that_stops_reading_is_closed_at_the_unsent_bound() {
         metrics.contains("slosh_subscribers_dropped_total{kind=\"websocket\",reason=\"slow\"} 1")
     );
 }
+
+#[tokio::test]
+async fn shutdown_closes_sockets_going_away() {
+    let mut app = spawn_app().await;
+    let mut ws = connect(&app, "/topics/t", &[]).await;
+    app.wait_for_subscribers("t", 1).await;
+    let reader = tokio::spawn(async move { close_code(&mut ws).await });
+    app.stop().await.unwrap();
+    assert_eq!(reader.await.unwrap(), CloseCode::Away);
+}
