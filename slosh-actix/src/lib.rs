@@ -58,6 +58,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
 use std::io::{Read, Seek, SeekFrom};
@@ -138,6 +139,10 @@ async fn handle(request: HttpRequest, body: web::Payload, hub: web::Data<Hub>) -
             builder(&head).streaming(SseBody::new(stream))
         }
         Outcome::File(file) => send_file(file),
+        // Not yet framed on actix: said plainly rather than half-served.
+        Outcome::Socket(_) => whole(slosh_core::Response::error(
+            &slosh_core::Error::StreamsUnsupported,
+        )),
     }
 }
 
@@ -218,6 +223,9 @@ fn whole(mut response: slosh_core::Response) -> HttpResponse {
 /// actix asks for one, i.e. when the socket can take more.
 struct SseBody {
     stream: EventStream,
+    /// The rest of core's last step, handed to actix one piece at a time:
+    /// each is a message's shared encoding, so nothing is copied.
+    pending: VecDeque<Bytes>,
     listener: Option<EventListener>,
     /// The next heartbeat; reset rather than reallocated per wait.
     sleep: Pin<Box<Sleep>>,
@@ -227,6 +235,7 @@ impl SseBody {
     fn new(stream: EventStream) -> SseBody {
         SseBody {
             stream,
+            pending: VecDeque::new(),
             listener: None,
             sleep: Box::pin(sleep(Duration::ZERO)),
         }
@@ -239,6 +248,9 @@ impl Stream for SseBody {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
+            if let Some(bytes) = this.pending.pop_front() {
+                return Poll::Ready(Some(Ok(bytes)));
+            }
             if let Some(listener) = &mut this.listener {
                 let woken = Pin::new(listener).poll(cx).is_ready();
                 let timed_out = this.sleep.as_mut().poll(cx).is_ready();
@@ -248,12 +260,12 @@ impl Stream for SseBody {
                 this.listener = None;
             }
             match this.stream.poll(Instant::now()) {
-                StreamStep::Send(bytes) => return Poll::Ready(Some(Ok(bytes))),
+                StreamStep::Send(chunks) => this.pending.extend(chunks),
                 StreamStep::Wait(listener, at) => {
                     this.listener = Some(listener);
                     this.sleep.as_mut().reset(at.into());
                 }
-                StreamStep::End => return Poll::Ready(None),
+                StreamStep::End(_) => return Poll::Ready(None),
             }
         }
     }

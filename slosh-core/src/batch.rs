@@ -6,6 +6,8 @@
 
 use std::fmt::Write as _;
 
+use bytes::Bytes;
+
 use crate::cursor::Cursor;
 use crate::message::Message;
 use crate::store::Log;
@@ -112,32 +114,34 @@ impl Batch {
         out
     }
 
-    /// The batch as SSE events: a `gap` event first when messages were
-    /// missed, then one event per message.
-    pub fn write_sse(&self, out: &mut String) {
+    /// The batch as SSE events, appended to `out`: a `gap` event first when
+    /// messages were missed, then each message's own cached event
+    /// ([`Message::sse`]), shared with every other stream, not copied.
+    pub fn sse_chunks(&self, out: &mut Vec<Bytes>) {
         let missed = self.missed();
         if missed > 0 {
-            write_sse_gap(out, missed);
+            out.push(sse_gap(missed));
         }
-        for message in &self.messages {
-            write_sse_event(out, message);
-        }
+        out.extend(self.messages.iter().map(|m| m.sse().clone()));
     }
-}
 
-/// `id: N` and `data: JSON` for one message. The JSON is compact, so it is
-/// always one line.
-pub fn write_sse_event(out: &mut String, message: &Message) {
-    let _ = write!(out, "id: {}\ndata: ", message.id());
-    out.push_str(message.json().as_str());
-    out.push_str("\n\n");
+    /// The batch as WebSocket text frames, appended to `out`: a
+    /// `{"missed":K}` frame first when messages were missed, then each
+    /// message's own cached `{"id":N,"data":MSG}` ([`Message::frame`]).
+    pub fn frames(&self, out: &mut Vec<Bytes>) {
+        let missed = self.missed();
+        if missed > 0 {
+            out.push(Bytes::from(format!(r#"{{"missed":{missed}}}"#)));
+        }
+        out.extend(self.messages.iter().map(|m| m.frame().clone()));
+    }
 }
 
 /// The `gap` event: `missed` messages fell out of the buffer before this
 /// subscriber read them. It carries no id, so it does not move the browser's
 /// `Last-Event-ID`.
-pub fn write_sse_gap(out: &mut String, missed: u64) {
-    let _ = write!(out, "event: gap\ndata: {{\"missed\":{missed}}}\n\n");
+pub fn sse_gap(missed: u64) -> Bytes {
+    Bytes::from(format!("event: gap\ndata: {{\"missed\":{missed}}}\n\n"))
 }
 
 #[cfg(test)]
@@ -173,12 +177,40 @@ mod tests {
             (batch.max, batch.saw, batch.delivering(), batch.missed()),
             (5, 4, 2, 2)
         );
-        let mut sse = String::new();
-        batch.write_sse(&mut sse);
+        let mut chunks = Vec::new();
+        batch.sse_chunks(&mut chunks);
         assert_eq!(
-            sse,
-            "event: gap\ndata: {\"missed\":2}\n\nid: 4\ndata: 4\n\nid: 5\ndata: 5\n\n"
+            chunks.concat(),
+            b"event: gap\ndata: {\"missed\":2}\n\nid: 4\ndata: 4\n\nid: 5\ndata: 5\n\n"
         );
+        let mut frames = Vec::new();
+        batch.frames(&mut frames);
+        assert_eq!(
+            frames,
+            [
+                &br#"{"missed":2}"#[..],
+                br#"{"id":4,"data":4}"#,
+                br#"{"id":5,"data":5}"#
+            ]
+        );
+    }
+
+    #[test]
+    fn every_stream_shares_one_encoding_of_each_message() {
+        // Two subscribers reading the same messages get the very same
+        // allocations: a per-subscriber re-encoding would fail this.
+        let log = log(10, &[1.into(), serde_json::json!({"a": "b"})]);
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        Batch::read(&log, Cursor(0)).sse_chunks(&mut first);
+        Batch::read(&log, Cursor(0)).sse_chunks(&mut second);
+        assert_eq!(first, second);
+        for (a, b) in first.iter().zip(&second) {
+            assert_eq!(a.as_ptr(), b.as_ptr());
+        }
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        Batch::read(&log, Cursor(0)).frames(&mut first);
+        Batch::read(&log, Cursor(1)).frames(&mut second);
+        assert_eq!(first[1].as_ptr(), second[0].as_ptr());
     }
 
     #[test]

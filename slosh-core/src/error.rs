@@ -83,6 +83,12 @@ pub enum Error {
     /// The server is shutting down.
     #[error("the server is shutting down: try again in a moment")]
     ShuttingDown,
+    /// A WebSocket upgrade without `Sec-WebSocket-Key`.
+    #[error("a WebSocket upgrade needs the header Sec-WebSocket-Key")]
+    BadUpgrade,
+    /// A binary frame on a WebSocket: messages are JSON text.
+    #[error("binary frames are not published: send the message as JSON in a text frame")]
+    BinaryFrame,
     /// A stream format (SSE) asked of a frontend that cannot stream yet.
     #[error("this frontend does not stream: use long-poll (.json or .xml)")]
     StreamsUnsupported,
@@ -97,8 +103,9 @@ impl Error {
             | Error::BadCursor(_)
             | Error::BadLastEventId(_)
             | Error::DuplicateCursor
-            | Error::BadPath => 400,
-            Error::Decode(DecodeError::UnsupportedType(_)) => 415,
+            | Error::BadPath
+            | Error::BadUpgrade => 400,
+            Error::Decode(DecodeError::UnsupportedType(_)) | Error::BinaryFrame => 415,
             Error::Decode(_) | Error::Unserializable(_) | Error::BodyUnreadable => 400,
             Error::TooLarge { .. } => 413,
             Error::Unauthorized => 401,
@@ -117,7 +124,10 @@ impl Error {
         match self {
             Error::BadTopicName(_) | Error::BadSuffix => "bad_topic",
             Error::BadCursor(_) | Error::BadLastEventId(_) | Error::DuplicateCursor => "bad_cursor",
-            Error::Decode(DecodeError::UnsupportedType(_)) => "unsupported_type",
+            Error::Decode(DecodeError::UnsupportedType(_)) | Error::BinaryFrame => {
+                "unsupported_type"
+            }
+            Error::BadUpgrade => "bad_upgrade",
             Error::Decode(DecodeError::Empty) => "empty",
             Error::Decode(_) | Error::Unserializable(_) | Error::BodyUnreadable => "bad_body",
             Error::TooLarge { .. } => "too_large",
@@ -135,7 +145,7 @@ impl Error {
     }
 
     /// Every reason label, so `/metrics` can list zero counters too.
-    pub const REASONS: [&'static str; 14] = [
+    pub const REASONS: [&'static str; 15] = [
         "bad_topic",
         "bad_cursor",
         "unsupported_type",
@@ -150,6 +160,7 @@ impl Error {
         "max_subscribers",
         "shutdown",
         "unsupported",
+        "bad_upgrade",
     ];
 
     /// The `Retry-After` seconds a client should wait, for refusals that
@@ -203,6 +214,8 @@ mod tests {
             Error::TooManySubscribers { limit: 1 },
             Error::ShuttingDown,
             Error::StreamsUnsupported,
+            Error::BadUpgrade,
+            Error::BinaryFrame,
         ];
         for error in samples {
             assert!(Error::REASONS.contains(&error.reason()), "{error:?}");

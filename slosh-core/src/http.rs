@@ -4,21 +4,24 @@
 //! drives what comes back on its runtime.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use event_listener::EventListener;
 
-use crate::batch::{Batch, SSE_PING, SSE_RETRY};
+use crate::batch::Batch;
 use crate::cursor::Cursor;
 use crate::decode::{self, BodyKind};
 use crate::error::Error;
+use crate::feed::Feed;
 use crate::files::StaticFile;
 use crate::hub::Hub;
 use crate::message::Json;
 use crate::metrics::SubscriberKind;
 use crate::route::{self, Format, Route, Suffix};
 use crate::session::{self, SessionId};
+use crate::socket::Socket;
+use crate::stream::EventStream;
 use crate::topic::{Subscription, Topic};
 
 /// `Cache-Control` of every answer that must never be cached.
@@ -52,6 +55,10 @@ pub struct Request<'a> {
     pub authorization: Option<&'a str>,
     /// `Origin`, for CORS.
     pub origin: Option<&'a str>,
+    /// `Upgrade` (`websocket` asks for a WebSocket).
+    pub upgrade: Option<&'a str>,
+    /// `Sec-WebSocket-Key`, which a WebSocket upgrade must carry.
+    pub websocket_key: Option<&'a str>,
     /// The body, read up to [`Hub::body_limit`].
     pub body: Body,
 }
@@ -99,6 +106,10 @@ impl<'a> Request<'a> {
             &mut self.authorization
         } else if name.eq_ignore_ascii_case("origin") {
             &mut self.origin
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            &mut self.upgrade
+        } else if name.eq_ignore_ascii_case("sec-websocket-key") {
+            &mut self.websocket_key
         } else {
             return;
         };
@@ -119,8 +130,17 @@ impl<'a> Request<'a> {
         self
     }
 
+    /// Whether this asks to become a WebSocket (`Upgrade: websocket`).
+    fn wants_websocket(&self) -> bool {
+        self.upgrade.is_some_and(|value| {
+            value
+                .split(',')
+                .any(|protocol| protocol.trim().eq_ignore_ascii_case("websocket"))
+        })
+    }
+
     /// The cursor given by `n`, if any.
-    fn cursor_param(&self) -> Result<Option<Cursor>, Error> {
+    pub(crate) fn cursor_param(&self) -> Result<Option<Cursor>, Error> {
         let mut found = None;
         for pair in self.query.unwrap_or("").split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -198,6 +218,9 @@ pub enum Outcome {
     /// file at [`StaticFile::path`] in chunks; if it cannot be opened,
     /// send [`StaticFile::gone`] instead.
     File(StaticFile),
+    /// Answer [`Socket::head`] and upgrade to a WebSocket driven by
+    /// [`Socket::poll`] and [`Socket::receive_text`].
+    Socket(Socket),
 }
 
 impl Outcome {
@@ -269,6 +292,9 @@ impl Hub {
                 file.cors = Some(allowed);
                 Outcome::File(file)
             }
+            // CORS does not govern WebSockets; the upgrade answer carries
+            // none of its headers.
+            (Some(_), socket @ Outcome::Socket(_)) => socket,
         }
     }
 
@@ -324,8 +350,11 @@ impl Hub {
                     Some(info) => respond(Response::json(200, info.to_string())),
                     None => Err(Error::NoSuchTopic(name.to_string())),
                 },
+                ("GET", Suffix::None | Suffix::Json) if request.wants_websocket() => {
+                    self.open_socket(request, name, now)
+                }
                 ("GET", _) => match suffix.format(request.accept) {
-                    Some(Format::Sse) => self.open_stream(request, name),
+                    Some(Format::Sse) => self.open_stream(request, name, now),
                     Some(format) => self.long_poll(request, name, format, now),
                     None => Err(Error::NotFound),
                 },
@@ -351,7 +380,7 @@ impl Hub {
 
     /// Checks the publish token, comparing in constant time so the time an
     /// answer takes says nothing about how much of a guess was right.
-    fn authorize(&self, request: &Request<'_>) -> Result<(), Error> {
+    pub(crate) fn authorize(&self, request: &Request<'_>) -> Result<(), Error> {
         let Some(token) = &self.inner.settings.publish_token else {
             return Ok(());
         };
@@ -422,7 +451,12 @@ impl Hub {
         }
     }
 
-    fn open_stream(&self, request: &Request<'_>, name: &str) -> Result<Outcome, Error> {
+    fn open_stream(
+        &self,
+        request: &Request<'_>,
+        name: &str,
+        now: Instant,
+    ) -> Result<Outcome, Error> {
         // Last-Event-ID wins over `n`: it is where the browser really is.
         let resume = match request.last_event_id {
             Some(id) => Some(Cursor::parse(id.trim()).map_err(Error::BadLastEventId)?),
@@ -437,16 +471,8 @@ impl Hub {
             return Ok(Outcome::Respond(no_content()));
         }
         let subscription = self.subscribe(name, SubscriberKind::Sse)?;
-        let cursor = resume.unwrap_or_else(|| Cursor(subscription.topic().log.max()));
-        Ok(Outcome::Stream(EventStream {
-            hub: self.clone(),
-            subscription,
-            cursor,
-            heartbeat: self.inner.settings.heartbeat,
-            next_ping: None,
-            ended: false,
-            cors: None,
-        }))
+        let feed = Feed::open(self, subscription, SubscriberKind::Sse, resume, now);
+        Ok(Outcome::Stream(EventStream::new(feed)))
     }
 }
 
@@ -598,105 +624,6 @@ impl Drop for LongPoll {
         if let (Some(id), false) = (self.session, self.answered) {
             self.hub.inner.sessions.release(id);
         }
-    }
-}
-
-/// A Server-Sent Events subscription.
-///
-/// Send [`EventStream::head`] first, then loop: [`EventStream::poll`] gives
-/// a chunk to write, a listener to await until a deadline (the next
-/// heartbeat), or the end of the stream.
-pub struct EventStream {
-    hub: Hub,
-    subscription: Subscription,
-    cursor: Cursor,
-    heartbeat: Duration,
-    /// `None` until the first poll, which sends `retry:`.
-    next_ping: Option<Instant>,
-    ended: bool,
-    /// The allowed CORS origin to answer with, if any.
-    cors: Option<String>,
-}
-
-impl std::fmt::Debug for EventStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventStream")
-            .field("topic", &self.subscription.topic().name)
-            .field("cursor", &self.cursor)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What an [`EventStream`] wants next.
-#[derive(Debug)]
-pub enum StreamStep {
-    /// Write this, then poll again.
-    Send(Bytes),
-    /// Await the listener or the instant, whichever comes first, then poll
-    /// again.
-    Wait(EventListener, Instant),
-    /// The stream is over (topic deleted or expired, shutdown): close it.
-    End,
-}
-
-impl EventStream {
-    /// The status and headers to send before the first chunk.
-    pub fn head(&self) -> Response {
-        let mut head = Response {
-            status: 200,
-            headers: vec![
-                ("Content-Type", "text/event-stream".to_string()),
-                ("Cache-Control", "no-cache".to_string()),
-                ("X-Accel-Buffering", "no".to_string()),
-            ],
-            body: Bytes::new(),
-        };
-        if let Some(allowed) = &self.cors {
-            add_cors(&mut head, allowed);
-        }
-        head
-    }
-
-    /// The id of the newest message sent (or the resume point).
-    pub fn cursor(&self) -> Cursor {
-        self.cursor
-    }
-
-    /// The next step at `now`.
-    pub fn poll(&mut self, now: Instant) -> StreamStep {
-        if self.ended {
-            return StreamStep::End;
-        }
-        let topic = Arc::clone(self.subscription.topic());
-        let listener = topic.listen();
-        let mut out = String::new();
-        let next_ping = match self.next_ping {
-            Some(at) => at,
-            None => {
-                out.push_str(SSE_RETRY);
-                now
-            }
-        };
-        if topic.is_closed() || self.hub.is_shutting_down() {
-            self.ended = true;
-            return if out.is_empty() {
-                StreamStep::End
-            } else {
-                StreamStep::Send(out.into())
-            };
-        }
-        let batch = Batch::read(topic.log.as_ref(), self.cursor);
-        self.cursor = Cursor(batch.max);
-        batch.write_sse(&mut out);
-        self.hub.inner.metrics.delivered(batch.delivering());
-        if out.is_empty() && now >= next_ping && self.next_ping.is_some() {
-            out.push_str(SSE_PING);
-        }
-        if out.is_empty() {
-            return StreamStep::Wait(listener, next_ping);
-        }
-        self.next_ping = Some(now + self.heartbeat);
-        StreamStep::Send(out.into())
     }
 }
 

@@ -19,7 +19,9 @@
 //! - [`route`]: a request path split into a [`Route`], and the [`Format`] a
 //!   long-poll or stream answers in (suffix or `Accept` negotiation).
 //! - [`message`]: [`Json`] (compact JSON text, validated once) and
-//!   [`Message`] (an id plus its JSON, with its XML encoded at most once).
+//!   [`Message`] (an id plus its JSON and its place in the topic's running
+//!   byte count, with its XML, SSE event and WebSocket frame each encoded
+//!   at most once and shared by every subscriber).
 //! - `demo`: the built-in demo pages served at `/` when there is no static
 //!   root.
 //! - [`files`]: static files from `--root`: the path rules that keep every
@@ -28,8 +30,16 @@
 //! - `xml`: the JSON→XML mapping of a message.
 //! - [`batch`]: [`Batch`] `{ max, saw, delivering, messages }` and its JSON,
 //!   XML and SSE encodings.
-//! - [`store`]: [`Log`], the narrow seam behind which a topic's messages and
-//!   ids live, and [`MemoryLog`], its in-memory ring buffer.
+//! - [`store`]: [`Log`], the narrow seam behind which a topic's messages,
+//!   ids and running byte total ([`Head`]) live, and [`MemoryLog`], its
+//!   in-memory ring buffer.
+//! - [`feed`]: what SSE streams and WebSockets share: cursor, heartbeat,
+//!   the end of a subscription ([`EndReason`]) and the `max_unsent` bound,
+//!   with the [`Stall`] watch an adapter keeps while a write is blocked.
+//! - [`stream`]: [`EventStream`], a feed written as SSE, and the [`Chunks`]
+//!   every stream hands its adapter.
+//! - [`socket`]: [`Socket`], a feed written as WebSocket frames that also
+//!   publishes the text frames its client sends; close codes.
 //! - `topic`: a topic: its log, the event parked requests wait on, and the
 //!   counters that decide when it expires.
 //! - `session`: sessions (the `slosh_session` cookie) and their per-topic
@@ -61,6 +71,14 @@
 //!   `LongPoll` (the client went away) forgets the subscriber at once.
 //! - [`Outcome::Stream`]: an [`EventStream`]. Send [`EventStream::head`],
 //!   then loop on [`EventStream::poll`], writing each chunk, until it ends.
+//!   Poll only when the socket can take more; while a write is blocked,
+//!   await [`Stall::check`] instead, and close the connection when it says
+//!   the subscriber is over.
+//! - [`Outcome::Socket`]: a [`Socket`]. Answer [`Socket::head`] plus the
+//!   handshake's accept key and upgrade; then feed each text frame to
+//!   [`Socket::receive_text`] (sending back the error frame it may return),
+//!   and drain [`Socket::poll`] as for a stream: frames, pings at the
+//!   heartbeat, and a close code at the end.
 //! - [`Outcome::File`]: a [`StaticFile`]. Send [`StaticFile::head`], then
 //!   (unless it is a `HEAD`) the file's bytes in chunks of
 //!   [`files::CHUNK_SIZE`]; if it can no longer be opened, send
@@ -105,6 +123,7 @@ pub mod cursor;
 mod decode;
 mod demo;
 pub mod error;
+pub mod feed;
 pub mod files;
 mod gone;
 pub mod http;
@@ -115,7 +134,9 @@ pub mod name;
 pub mod route;
 mod session;
 pub mod settings;
+pub mod socket;
 pub mod store;
+pub mod stream;
 mod topic;
 mod xml;
 
@@ -123,14 +144,17 @@ pub use batch::Batch;
 pub use cursor::Cursor;
 pub use decode::{BodyKind, DecodeError};
 pub use error::Error;
+pub use feed::{EndReason, Stall};
 pub use files::StaticFile;
-pub use http::{Body, EventStream, LongPoll, Outcome, Request, Response, StreamStep, Wake};
+pub use http::{Body, LongPoll, Outcome, Request, Response, Wake};
 pub use hub::{Builder, Filter, Hub, Published, Verdict};
 pub use message::{Json, Message};
 pub use name::TopicName;
 pub use route::{Format, Route, Suffix};
 pub use settings::{Mode, Settings};
-pub use store::{Log, MemoryLog};
+pub use socket::{Socket, SocketStep};
+pub use store::{Head, Log, MemoryLog};
+pub use stream::{Chunks, EventStream, StreamStep};
 
 /// Re-exported so adapters name the listener type without depending on the
 /// crate themselves.

@@ -2,8 +2,10 @@
 //! subscriber.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use serde::Serialize;
 
 /// A message's JSON as compact text (no insignificant whitespace, the
@@ -82,27 +84,42 @@ impl From<serde_json::Value> for Json {
 /// One accepted message: its id in its topic and its JSON.
 ///
 /// Cheap to clone (one reference count): the ring buffer and every batch in
-/// flight share the same allocation. The XML form is encoded the first time
-/// an XML subscriber asks and then kept, so a message is encoded at most
-/// once per format however many subscribers read it.
+/// flight share the same allocation. The XML element, the SSE event and the
+/// WebSocket frame are each encoded the first time a subscriber of that kind
+/// asks and then kept, so a message is encoded at most once per format
+/// however many subscribers read it; streams hand the cached [`Bytes`] to
+/// the socket as they are, without a copy.
 #[derive(Clone)]
 pub struct Message(Arc<MessageInner>);
 
 struct MessageInner {
     id: u64,
     json: Json,
+    /// The topic's running byte total after this message (see
+    /// [`Message::end`]): what lets a stream tell in O(1) how much it still
+    /// owes its reader.
+    end: u64,
     /// The `<p>…</p>` element, filled on first use: most deployments never
     /// ask for XML, so paying for it at publish would be waste.
     xml: OnceLock<Box<str>>,
+    /// `id: N\ndata: JSON\n\n`, filled when the first SSE stream sends it.
+    sse: OnceLock<Bytes>,
+    /// `{"id":N,"data":JSON}`, filled when the first WebSocket sends it.
+    frame: OnceLock<Bytes>,
 }
 
 impl Message {
-    /// A message with the id its topic gave it.
-    pub fn new(id: u64, json: Json) -> Message {
+    /// A message with the id its topic gave it; `end` is the topic's running
+    /// byte total once this message is counted in it (the previous message's
+    /// `end` plus this one's [`size`](Message::size)).
+    pub fn new(id: u64, json: Json, end: u64) -> Message {
         Message(Arc::new(MessageInner {
             id,
             json,
+            end,
             xml: OnceLock::new(),
+            sse: OnceLock::new(),
+            frame: OnceLock::new(),
         }))
     }
 
@@ -114,6 +131,46 @@ impl Message {
     /// The message's JSON.
     pub fn json(&self) -> &Json {
         &self.0.json
+    }
+
+    /// What this message counts for in a stream's unsent data: the length
+    /// of its JSON, the same whatever format carries it.
+    pub fn size(&self) -> u64 {
+        self.0.json.len() as u64
+    }
+
+    /// The topic's running byte total after this message: the sum of the
+    /// [`size`](Message::size) of every message of the topic up to and
+    /// including this one.
+    pub fn end(&self) -> u64 {
+        self.0.end
+    }
+
+    /// The running byte total just before this message.
+    pub fn start(&self) -> u64 {
+        self.0.end.saturating_sub(self.size())
+    }
+
+    /// The message as one SSE event, `id: N\ndata: JSON\n\n`, encoded once
+    /// and shared by every stream (the JSON is compact, so one line).
+    pub fn sse(&self) -> &Bytes {
+        self.0.sse.get_or_init(|| {
+            let json = self.0.json.as_str();
+            let mut out = String::with_capacity(json.len() + 32);
+            let _ = write!(out, "id: {}\ndata: {json}\n\n", self.0.id);
+            Bytes::from(out)
+        })
+    }
+
+    /// The message as one WebSocket text frame's payload,
+    /// `{"id":N,"data":JSON}`, encoded once and shared by every socket.
+    pub fn frame(&self) -> &Bytes {
+        self.0.frame.get_or_init(|| {
+            let json = self.0.json.as_str();
+            let mut out = String::with_capacity(json.len() + 32);
+            let _ = write!(out, r#"{{"id":{},"data":{json}}}"#, self.0.id);
+            Bytes::from(out)
+        })
     }
 
     /// The message as one `<p>` element (SPEC 3's mapping), encoded once.
@@ -154,9 +211,31 @@ mod tests {
 
     #[test]
     fn xml_is_encoded_once_and_shared_by_clones() {
-        let message = Message::new(1, Json::from(serde_json::json!({"x": ["hello!"]})));
+        let message = Message::new(1, Json::from(serde_json::json!({"x": ["hello!"]})), 14);
         let copy = message.clone();
         assert_eq!(message.xml(), "<p><x>hello!</x></p>");
         assert!(std::ptr::eq(message.xml(), copy.xml()));
+    }
+
+    #[test]
+    fn sse_and_websocket_forms_are_encoded_once_and_shared_by_clones() {
+        let message = Message::new(7, Json::from(serde_json::json!({"b": 1, "a": "x"})), 100);
+        let copy = message.clone();
+        assert_eq!(
+            &message.sse()[..],
+            b"id: 7\ndata: {\"b\":1,\"a\":\"x\"}\n\n"
+        );
+        assert_eq!(&message.frame()[..], br#"{"id":7,"data":{"b":1,"a":"x"}}"#);
+        assert_eq!(message.sse().as_ptr(), copy.sse().as_ptr());
+        assert_eq!(message.frame().as_ptr(), copy.frame().as_ptr());
+    }
+
+    #[test]
+    fn a_message_knows_where_it_sits_in_its_topics_byte_count() {
+        let message = Message::new(3, Json::from(serde_json::json!("abc")), 40);
+        assert_eq!(
+            (message.size(), message.start(), message.end()),
+            (5, 35, 40)
+        );
     }
 }

@@ -48,7 +48,8 @@ pub struct Metrics {
     published: AtomicU64,
     delivered: AtomicU64,
     dropped: AtomicU64,
-    disconnected_slow: AtomicU64,
+    /// Streaming subscribers cut off for not keeping up, by kind.
+    disconnected_slow: [AtomicU64; 3],
     rejected: [AtomicU64; Error::REASONS.len()],
     subscribers: [AtomicUsize; 3],
 }
@@ -68,9 +69,15 @@ impl Metrics {
         self.dropped.fetch_add(1, Relaxed);
     }
 
-    /// Counts a streaming subscriber cut off for not keeping up.
-    pub fn disconnected_slow(&self) {
-        self.disconnected_slow.fetch_add(1, Relaxed);
+    /// Counts a streaming subscriber of `kind` cut off for not keeping up.
+    pub(crate) fn disconnected_slow(&self, kind: SubscriberKind) {
+        self.disconnected_slow[kind.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Subscribers of `kind` disconnected because their unsent data passed
+    /// `max_unsent`.
+    pub fn dropped_slow_total(&self, kind: SubscriberKind) -> u64 {
+        self.disconnected_slow[kind.index()].load(Relaxed)
     }
 
     pub(crate) fn rejected(&self, error: &Error) {
@@ -146,16 +153,20 @@ impl Metrics {
                 "Messages dropped by the filter.",
                 self.dropped_total(),
             ),
-            (
-                "slosh_subscribers_dropped_slow_total",
-                "Streaming subscribers disconnected for not keeping up.",
-                self.disconnected_slow.load(Relaxed),
-            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        out.push_str("# HELP slosh_subscribers_dropped_total Streaming subscribers disconnected, by kind and reason.\n# TYPE slosh_subscribers_dropped_total counter\n");
+        for kind in [SubscriberKind::Sse, SubscriberKind::WebSocket] {
+            let _ = writeln!(
+                out,
+                "slosh_subscribers_dropped_total{{kind=\"{}\",reason=\"slow\"}} {}",
+                kind.label(),
+                self.dropped_slow_total(kind)
             );
         }
         out.push_str("# HELP slosh_requests_rejected_total Requests refused, by reason.\n# TYPE slosh_requests_rejected_total counter\n");
@@ -179,6 +190,7 @@ mod tests {
         let metrics = Metrics::default();
         metrics.published();
         metrics.rejected(&Error::TooLarge { limit: 1 });
+        metrics.disconnected_slow(SubscriberKind::WebSocket);
         metrics
             .subscribers(SubscriberKind::Sse)
             .fetch_add(2, Relaxed);
@@ -189,6 +201,8 @@ mod tests {
             "slosh_subscribers{kind=\"longpoll\"} 0",
             "slosh_messages_published_total 1",
             "slosh_requests_rejected_total{reason=\"too_large\"} 1",
+            "slosh_subscribers_dropped_total{kind=\"websocket\",reason=\"slow\"} 1",
+            "slosh_subscribers_dropped_total{kind=\"sse\",reason=\"slow\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -14,7 +14,9 @@ use crate::message::{Json, Message};
 
 /// A topic's message buffer: the last `queue` messages with ids 1, 2, 3 …
 pub trait Log: Send + Sync {
-    /// Stores `json` under the next id and returns the stored message.
+    /// Stores `json` under the next id and returns the stored message, with
+    /// its [`end`](Message::end): the log's running byte total, advanced by
+    /// the message's [`size`](Message::size) in the same step as the id.
     fn append(&self, json: Json) -> Message;
 
     /// Appends to `out` every buffered message with an id above `after`,
@@ -25,8 +27,23 @@ pub trait Log: Send + Sync {
     /// The newest id, 0 before the first message.
     fn max(&self) -> u64;
 
+    /// The newest id and the running byte total at it, read together.
+    fn head(&self) -> Head;
+
     /// How many messages are buffered now.
     fn buffered(&self) -> usize;
+}
+
+/// Where a log's newest message is: its id and the running byte total
+/// after it. Streams compare their own position with it to know how much
+/// they still owe their reader.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Head {
+    /// The newest id (`max`), 0 before the first message.
+    pub max: u64,
+    /// The sum of the sizes of every message appended so far, evicted ones
+    /// included.
+    pub end: u64,
 }
 
 /// The in-memory [`Log`]: a ring buffer behind a mutex held only for a push
@@ -40,6 +57,8 @@ pub struct MemoryLog {
 struct Ring {
     messages: VecDeque<Message>,
     max: u64,
+    /// The running byte total, kept even for evicted messages.
+    end: u64,
 }
 
 impl MemoryLog {
@@ -52,6 +71,7 @@ impl MemoryLog {
             ring: Mutex::new(Ring {
                 messages: VecDeque::new(),
                 max: 0,
+                end: 0,
             }),
             capacity,
         }
@@ -68,7 +88,8 @@ impl Log for MemoryLog {
     fn append(&self, json: Json) -> Message {
         let mut ring = self.lock();
         ring.max += 1;
-        let message = Message::new(ring.max, json);
+        ring.end += json.len() as u64;
+        let message = Message::new(ring.max, json, ring.end);
         if ring.messages.len() == self.capacity {
             // Dropping the evicted message outside the lock would be nicer,
             // but it is only a reference-count decrement in the common case
@@ -92,6 +113,14 @@ impl Log for MemoryLog {
 
     fn max(&self) -> u64 {
         self.lock().max
+    }
+
+    fn head(&self) -> Head {
+        let ring = self.lock();
+        Head {
+            max: ring.max,
+            end: ring.end,
+        }
     }
 
     fn buffered(&self) -> usize {
@@ -137,6 +166,20 @@ mod tests {
         assert_eq!(ids_after(&log, 0), (5, vec![3, 4, 5]));
         assert_eq!(ids_after(&log, 3), (5, vec![4, 5]));
         assert_eq!(ids_after(&log, 4), (5, vec![5]));
+    }
+
+    #[test]
+    fn the_running_byte_total_counts_evicted_messages_too() {
+        let log = MemoryLog::new(2);
+        for text in ["1", "22", "333"] {
+            log.append(Json::from(serde_json::json!(text)));
+        }
+        // Each string is stored with its quotes: 3 + 4 + 5 bytes.
+        assert_eq!(log.head(), Head { max: 3, end: 12 });
+        let mut out = Vec::new();
+        log.read_after(0, &mut out);
+        let ends: Vec<(u64, u64)> = out.iter().map(|m| (m.start(), m.end())).collect();
+        assert_eq!(ends, vec![(3, 7), (7, 12)]);
     }
 
     #[test]

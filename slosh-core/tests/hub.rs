@@ -734,7 +734,7 @@ fn shutdown_answers_parked_polls_and_ends_streams() {
     assert!(poll.poll(clock.now).is_wait());
     clock.hub.shutdown();
     assert_eq!(ready(&mut poll, clock.now).status, 200);
-    assert!(matches!(stream.poll(clock.now), StreamStep::End));
+    assert!(matches!(stream.poll(clock.now), StreamStep::End(_)));
     assert_eq!(clock.get_now("/topics/t.json").status, 503);
 }
 
@@ -942,7 +942,7 @@ fn sse_ends_when_the_topic_is_deleted() {
     sent(stream.poll(clock.now));
     assert_eq!(clock.info("t").unwrap()["subscribers"], 1);
     clock.hub.delete("t");
-    assert!(matches!(stream.poll(clock.now), StreamStep::End));
+    assert!(matches!(stream.poll(clock.now), StreamStep::End(_)));
 }
 
 #[test]

@@ -9,7 +9,11 @@
 //!   deadline (dropping the future — the client went away — forgets it);
 //! - an event stream becomes a streaming body that pulls chunks from core
 //!   only when hyper can write them, so a slow reader never makes the server
-//!   buffer on its behalf;
+//!   buffer on its behalf; while a write is blocked, the connection's socket
+//!   (`stall.rs`) watches core's [`slosh_core::Stall`] and drops a reader
+//!   that falls `max_unsent` behind;
+//! - a WebSocket is answered `101` and handed to a task (`websocket.rs`)
+//!   that frames core's [`slosh_core::Socket`] with tokio-tungstenite;
 //! - a static file is opened at the canonical path core resolved and read
 //!   in chunks as hyper asks for them, so a large file costs one chunk of
 //!   memory and no blocked runtime thread.
@@ -34,6 +38,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod stall;
+mod websocket;
+
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -48,13 +56,13 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use slosh_core::{
     EventListener, EventStream, Hub, LongPoll, Outcome, StaticFile, StreamStep, Wake,
 };
+use stall::{Guarded, StallSlot};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 
 pub use slosh_core;
@@ -67,12 +75,24 @@ pub type Body = BoxBody<Bytes, Infallible>;
 #[derive(Clone, Debug)]
 pub struct Slosh {
     hub: Hub,
+    /// Set by [`serve_with`] per connection, whose socket watches the
+    /// stream's stall; without it a stalled reader is dropped at its next
+    /// read instead (memory is bounded either way).
+    stall: Option<StallSlot>,
+    /// The connection's place under `max_connections`, set by
+    /// [`serve_with`]: a WebSocket keeps it after the upgrade, so sockets
+    /// count as connections and shutdown waits for their close frames.
+    permit: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 impl Slosh {
     /// A service over `hub`.
     pub fn new(hub: Hub) -> Slosh {
-        Slosh { hub }
+        Slosh {
+            hub,
+            stall: None,
+            permit: None,
+        }
     }
 
     /// The hub, for publishing from the application.
@@ -86,7 +106,7 @@ impl Slosh {
         B: http_body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let body = match read_body(body, self.hub.body_limit()).await {
             Ok(body) => body,
             // The client stopped sending mid-body; core words the refusal.
@@ -111,7 +131,22 @@ impl Slosh {
             Outcome::Park(poll) => whole(park(poll).await),
             Outcome::Stream(stream) => {
                 let head = stream.head();
-                convert(head, BoxBody::new(SseBody::new(stream)))
+                convert(head, BoxBody::new(SseBody::new(stream, self.stall.clone())))
+            }
+            Outcome::Socket(socket) => {
+                match parts.extensions.remove::<hyper::upgrade::OnUpgrade>() {
+                    Some(on_upgrade) => {
+                        let mut head = socket.head();
+                        head.headers
+                            .push(("Sec-WebSocket-Accept", websocket::accept_key(&socket)));
+                        websocket::spawn(socket, on_upgrade, self.permit.clone());
+                        whole(head)
+                    }
+                    // An HTTP/2 connection, or one served without upgrades.
+                    None => whole(slosh_core::Response::error(
+                        &slosh_core::Error::StreamsUnsupported,
+                    )),
+                }
             }
             Outcome::File(file) => send_file(file).await,
         }
@@ -209,17 +244,35 @@ fn convert(response: slosh_core::Response, body: Body) -> hyper::Response<Body> 
 /// asks for one, i.e. when the socket can take more.
 struct SseBody {
     stream: EventStream,
+    /// The rest of core's last step, handed to hyper one piece per frame:
+    /// each is a message's shared encoding, so nothing is copied.
+    pending: VecDeque<Bytes>,
     listener: Option<EventListener>,
     /// The next heartbeat; reset rather than reallocated per wait.
     sleep: Pin<Box<Sleep>>,
+    /// The connection's slot for this stream's stall watch, if any.
+    stall: Option<StallSlot>,
 }
 
 impl SseBody {
-    fn new(stream: EventStream) -> SseBody {
+    fn new(stream: EventStream, stall: Option<StallSlot>) -> SseBody {
+        if let Some(slot) = &stall {
+            slot.watch(stream.stall());
+        }
         SseBody {
             stream,
+            pending: VecDeque::new(),
             listener: None,
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            stall,
+        }
+    }
+}
+
+impl Drop for SseBody {
+    fn drop(&mut self) {
+        if let Some(slot) = &self.stall {
+            slot.clear();
         }
     }
 }
@@ -234,6 +287,9 @@ impl http_body::Body for SseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
         loop {
+            if let Some(bytes) = this.pending.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
             if let Some(listener) = &mut this.listener {
                 let woken = Pin::new(listener).poll(cx).is_ready();
                 let timed_out = this.sleep.as_mut().poll(cx).is_ready();
@@ -243,12 +299,12 @@ impl http_body::Body for SseBody {
                 this.listener = None;
             }
             match this.stream.poll(Instant::now()) {
-                StreamStep::Send(bytes) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                StreamStep::Send(chunks) => this.pending.extend(chunks),
                 StreamStep::Wait(listener, at) => {
                     this.listener = Some(listener);
                     this.sleep.as_mut().reset(at.into());
                 }
-                StreamStep::End => return Poll::Ready(None),
+                StreamStep::End(_) => return Poll::Ready(None),
             }
         }
     }
@@ -373,10 +429,12 @@ pub async fn serve_with(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let graceful = GracefulShutdown::new();
+    // hyper-util's GracefulShutdown does not take connections with
+    // upgrades (WebSocket), so each connection watches this flag itself and
+    // the semaphore's permits count the ones still open.
+    let (closing, _) = tokio::sync::watch::channel(false);
     let connections = Arc::new(Semaphore::new(options.max_connections));
     let sweeper = tokio::spawn(sweep(hub.clone()));
-    let service = Slosh::new(hub.clone());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -396,13 +454,29 @@ pub async fn serve_with(
                     continue;
                 };
                 let _ = tcp.set_nodelay(true);
+                let slot = StallSlot::default();
+                let permit = Arc::new(permit);
+                let service = Slosh {
+                    hub: hub.clone(),
+                    stall: Some(slot.clone()),
+                    permit: Some(Arc::clone(&permit)),
+                };
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(options.header_timeout)
-                    .serve_connection(TokioIo::new(tcp), service.clone());
-                let connection = graceful.watch(connection);
+                    .serve_connection(TokioIo::new(Guarded::new(tcp, slot)), service)
+                    .with_upgrades();
+                let mut closing = closing.subscribe();
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
+                    tokio::pin!(connection);
+                    let ended = tokio::select! {
+                        ended = connection.as_mut() => ended,
+                        _ = closing.changed() => {
+                            connection.as_mut().graceful_shutdown();
+                            connection.await
+                        }
+                    };
+                    if let Err(error) = ended {
                         tracing::debug!(%error, "connection ended with an error");
                     }
                     drop(permit);
@@ -413,8 +487,10 @@ pub async fn serve_with(
     }
     drop(listener);
     hub.shutdown();
+    let _ = closing.send(true);
+    let all = u32::try_from(options.max_connections).unwrap_or(u32::MAX);
     tokio::select! {
-        () = graceful.shutdown() => {}
+        _ = connections.acquire_many(all) => {}
         () = tokio::time::sleep(options.grace) => {
             tracing::warn!("connections still open after the shutdown grace period");
         }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use slosh_core::{Hub, Json, Log, MemoryLog, Message, Settings, TopicName};
+use slosh_core::{Head, Hub, Json, Log, MemoryLog, Message, Settings, TopicName};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -104,6 +104,10 @@ impl Log for SharedLog {
 
     fn max(&self) -> u64 {
         self.0.max()
+    }
+
+    fn head(&self) -> Head {
+        self.0.head()
     }
 
     fn buffered(&self) -> usize {

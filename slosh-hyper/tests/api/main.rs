@@ -8,3 +8,4 @@ mod long_poll;
 mod server;
 mod server_loop;
 mod streams;
+mod websocket;

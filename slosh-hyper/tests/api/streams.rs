@@ -1,6 +1,12 @@
 //! Server-Sent Events over a real socket.
 
-use crate::helpers::{read_until, spawn_app};
+use std::time::Duration;
+
+use slosh_core::metrics::SubscriberKind;
+use slosh_core::Settings;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{read_until, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn sse_streams_new_messages_after_the_retry_line() {
@@ -69,4 +75,201 @@ async fn a_closed_stream_stops_counting_as_a_subscriber() {
     // The server notices when it next writes; a publish makes it write.
     app.post_json("gone", "1").await;
     app.wait_for_subscribers("gone", 0).await;
+}
+
+/// An SSE reader that undoes chunked encoding and splits events, for tests
+/// that read far more than `read_until` should search.
+struct Events {
+    stream: tokio::net::TcpStream,
+    raw: Vec<u8>,
+    body: Vec<u8>,
+    head_read: bool,
+}
+
+/// One SSE event: its id (if any) and its data line.
+#[derive(Debug)]
+struct Event {
+    id: Option<u64>,
+    data: String,
+}
+
+impl Events {
+    async fn open(app: &crate::helpers::App, target: &str) -> Events {
+        Events {
+            stream: app.open(target, &[]).await,
+            raw: Vec::new(),
+            body: Vec::new(),
+            head_read: false,
+        }
+    }
+
+    /// The next event carrying data (`retry:` and `: ping` are skipped).
+    async fn next(&mut self) -> Event {
+        loop {
+            if let Some(end) = find(&self.body, b"\n\n") {
+                let text = String::from_utf8(self.body.drain(..end + 2).collect()).unwrap();
+                let mut event = Event {
+                    id: None,
+                    data: String::new(),
+                };
+                for line in text.lines() {
+                    if let Some(id) = line.strip_prefix("id: ") {
+                        event.id = Some(id.parse().unwrap());
+                    } else if let Some(data) = line.strip_prefix("data: ") {
+                        event.data = data.to_string();
+                    }
+                }
+                if !event.data.is_empty() {
+                    return event;
+                }
+                continue;
+            }
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut buf))
+                .await
+                .expect("data within 10 s")
+                .unwrap();
+            assert!(n > 0, "the stream closed");
+            self.raw.extend_from_slice(&buf[..n]);
+            self.dechunk();
+        }
+    }
+
+    fn dechunk(&mut self) {
+        if !self.head_read {
+            let Some(end) = find(&self.raw, b"\r\n\r\n") else {
+                return;
+            };
+            self.raw.drain(..end + 4);
+            self.head_read = true;
+        }
+        while let Some(line) = find(&self.raw, b"\r\n") {
+            let size = std::str::from_utf8(&self.raw[..line]).unwrap();
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            let start = line + 2;
+            if self.raw.len() < start + size + 2 {
+                return;
+            }
+            self.body.extend_from_slice(&self.raw[start..start + size]);
+            self.raw.drain(..start + size + 2);
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[tokio::test]
+async fn sse_delivers_ten_thousand_messages_in_order_over_one_stream() {
+    let app = spawn_app_with(Settings {
+        queue: 10_000,
+        ..Settings::default()
+    })
+    .await;
+    let mut events = Events::open(&app, "/topics/many.sse").await;
+    app.wait_for_subscribers("many", 1).await;
+    for i in 1..=10_000u64 {
+        app.hub.publish("many", &i).unwrap();
+    }
+    for i in 1..=10_000u64 {
+        let event = events.next().await;
+        assert_eq!((event.id, event.data), (Some(i), i.to_string()));
+    }
+}
+
+#[tokio::test]
+async fn two_hundred_sse_subscribers_all_receive_every_message() {
+    let app = spawn_app().await;
+    let mut streams = Vec::new();
+    for _ in 0..200 {
+        streams.push(Events::open(&app, "/topics/crowd.sse").await);
+    }
+    app.wait_for_subscribers("crowd", 200).await;
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut events| {
+            tokio::spawn(async move {
+                for i in 1..=50u64 {
+                    let event = events.next().await;
+                    assert_eq!((event.id, event.data), (Some(i), i.to_string()));
+                }
+            })
+        })
+        .collect();
+    for i in 1..=50u64 {
+        app.post_json("crowd", &i.to_string()).await;
+    }
+    for reader in readers {
+        reader.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_sse_reader_that_stops_reading_is_dropped_and_publishers_are_not_slowed() {
+    let app = spawn_app_with(Settings {
+        max_unsent: 64 * 1024,
+        ..Settings::default()
+    })
+    .await;
+    let mut stalled = app.open("/topics/firehose.sse", &[]).await;
+    let mut seen = String::new();
+    read_until(&mut stalled, &mut seen, "retry: 3000").await;
+    let mut fast = Events::open(&app, "/topics/firehose.sse").await;
+    app.wait_for_subscribers("firehose", 2).await;
+    const COUNT: u64 = 3000;
+    let reader = tokio::spawn(async move {
+        for i in 1..=COUNT {
+            let event = fast.next().await;
+            assert_eq!(event.id, Some(i), "the fast reader misses nothing");
+        }
+    });
+    // About 24 MB, far past what the kernel buffers for the stalled reader,
+    // published over one keep-alive connection.
+    let blob = format!("\"{}\"", "x".repeat(8_000));
+    let mut publisher = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..COUNT {
+        let request = format!(
+            "POST /topics/firehose HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{blob}",
+            blob.len()
+        );
+        publisher.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_answer(&mut publisher).await;
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(30), "publishing took {took:?}");
+    reader.await.unwrap();
+    app.wait_for_subscribers("firehose", 0).await;
+    assert_eq!(app.hub.metrics().dropped_slow_total(SubscriberKind::Sse), 1);
+    let metrics = app.get("/metrics").await.body;
+    assert!(metrics.contains("slosh_subscribers_dropped_total{kind=\"sse\",reason=\"slow\"} 1"));
+    drop(stalled);
+}
+
+/// Reads one answer with a Content-Length body from a keep-alive connection.
+async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while find(&raw, b"\r\n\r\n").is_none() {
+        assert_eq!(
+            stream.read(&mut byte).await.unwrap(),
+            1,
+            "closed mid-answer"
+        );
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8(raw).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.unwrap();
+    head + &String::from_utf8_lossy(&body)
 }

@@ -1,0 +1,243 @@
+//! A streaming subscriber's way through its topic, shared by SSE streams
+//! and WebSockets so the rules of streaming live once: where it is (its
+//! cursor), when it must hear something (the heartbeat), when it ends
+//! (topic gone, shutdown) and when it is too slow to keep (back-pressure).
+//!
+//! **Unsent data.** Every message carries the topic's running byte total
+//! after it ([`Message::end`](crate::Message::end)); a feed remembers the
+//! total at the last message it handed to its adapter. What it still owes
+//! its reader is the difference with the total at the topic's head: the
+//! bytes of every message published since, evicted ones included. That is
+//! one subtraction per poll, and the publisher never looks at subscribers.
+//! A subscriber is charged only from the moment it connected: the replay a
+//! resuming client asks for is bounded by the ring buffer and is not held
+//! against it.
+//!
+//! Adapters pull from a feed only when their socket can take more, so a
+//! reader that stops reading stops the pulls. While a write is pending, the
+//! adapter watches the [`Stall`] instead, which drops the subscriber when
+//! the bound is passed without waiting for the socket.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use event_listener::EventListener;
+
+use crate::batch::Batch;
+use crate::cursor::Cursor;
+use crate::http::Wake;
+use crate::hub::Hub;
+use crate::metrics::SubscriberKind;
+use crate::topic::{Subscription, Topic};
+
+/// Why a stream or socket ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The topic was deleted or expired.
+    TopicGone,
+    /// The hub is shutting down; the client should come back to the next
+    /// server.
+    ShuttingDown,
+    /// The subscriber's unsent data passed `max_unsent`; it should reconnect
+    /// and resume.
+    TooSlow,
+}
+
+/// What a [`Feed`] wants next.
+pub(crate) enum FeedStep {
+    /// Messages (or a gap) to hand to the client.
+    Deliver(Batch),
+    /// Nothing was sent for a heartbeat: send a keepalive.
+    Ping,
+    /// Await the listener or the instant (the next heartbeat), then poll.
+    Wait(EventListener, Instant),
+    /// The subscription is over.
+    End(EndReason),
+}
+
+/// What a feed and its [`Stall`] share.
+struct Progress {
+    /// The topic's running byte total at the last message handed over, or
+    /// at connection: everything up to it is no longer owed.
+    sent: AtomicU64,
+    /// Set once by whichever of the feed and the stall finds the subscriber
+    /// too slow, so it is counted once and both agree it is over.
+    too_slow: AtomicBool,
+}
+
+/// A streaming subscriber: subscription, cursor, heartbeat and the unsent
+/// bound. [`EventStream`](crate::EventStream) and
+/// [`Socket`](crate::Socket) wrap one each and only add their encoding.
+pub(crate) struct Feed {
+    hub: Hub,
+    subscription: Subscription,
+    kind: SubscriberKind,
+    cursor: Cursor,
+    progress: Arc<Progress>,
+    heartbeat: Duration,
+    next_ping: Instant,
+    /// Sticky once set: a feed never comes back to life.
+    ended: Option<EndReason>,
+}
+
+impl Feed {
+    /// A feed at `resume` (or at `max`, seeing only new messages), counted
+    /// as a subscriber of `kind`.
+    pub(crate) fn open(
+        hub: &Hub,
+        subscription: Subscription,
+        kind: SubscriberKind,
+        resume: Option<Cursor>,
+        now: Instant,
+    ) -> Feed {
+        let head = subscription.topic().log.head();
+        Feed {
+            hub: hub.clone(),
+            cursor: resume.unwrap_or(Cursor(head.max)),
+            progress: Arc::new(Progress {
+                sent: AtomicU64::new(head.end),
+                too_slow: AtomicBool::new(false),
+            }),
+            heartbeat: hub.inner.settings.heartbeat,
+            next_ping: now + hub.inner.settings.heartbeat,
+            subscription,
+            kind,
+            ended: None,
+        }
+    }
+
+    pub(crate) fn topic(&self) -> &Arc<Topic> {
+        self.subscription.topic()
+    }
+
+    /// The id of the newest message handed over (or the resume point).
+    pub(crate) fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    /// Something was sent at `now`: the next keepalive is a heartbeat away.
+    pub(crate) fn sent_at(&mut self, now: Instant) {
+        self.next_ping = now + self.heartbeat;
+    }
+
+    /// The next step at `now`. The listener is registered before the log is
+    /// read, so no publish can slip between the read and the wait.
+    pub(crate) fn poll(&mut self, now: Instant) -> FeedStep {
+        if let Some(reason) = self.ended {
+            return FeedStep::End(reason);
+        }
+        let topic = Arc::clone(self.subscription.topic());
+        let listener = topic.listen();
+        if let Some(reason) = ending(&self.hub, &topic, &self.progress) {
+            self.ended = Some(reason);
+            return FeedStep::End(reason);
+        }
+        let batch = Batch::read(topic.log.as_ref(), self.cursor);
+        self.cursor = Cursor(batch.max);
+        if let Some(last) = batch.messages.last() {
+            let unsent = last
+                .end()
+                .saturating_sub(self.progress.sent.load(Ordering::SeqCst));
+            if unsent > self.limit() {
+                self.progress.drop_slow(&self.hub, self.kind);
+                self.ended = Some(EndReason::TooSlow);
+                return FeedStep::End(EndReason::TooSlow);
+            }
+            self.progress.sent.fetch_max(last.end(), Ordering::SeqCst);
+            self.hub.inner.metrics.delivered(batch.delivering());
+            self.sent_at(now);
+            return FeedStep::Deliver(batch);
+        }
+        if now >= self.next_ping {
+            self.sent_at(now);
+            return FeedStep::Ping;
+        }
+        FeedStep::Wait(listener, self.next_ping)
+    }
+
+    fn limit(&self) -> u64 {
+        self.hub.inner.settings.max_unsent as u64
+    }
+
+    /// The watch to keep while a write to this subscriber is pending.
+    pub(crate) fn stall(&self) -> Stall {
+        Stall {
+            hub: self.hub.clone(),
+            topic: Arc::clone(self.subscription.topic()),
+            progress: Arc::clone(&self.progress),
+            kind: self.kind,
+            limit: self.limit(),
+        }
+    }
+}
+
+impl Progress {
+    /// Marks the subscriber too slow, counting it the first time only.
+    fn drop_slow(&self, hub: &Hub, kind: SubscriberKind) {
+        if !self.too_slow.swap(true, Ordering::SeqCst) {
+            hub.inner.metrics.disconnected_slow(kind);
+        }
+    }
+}
+
+/// Why a subscription is over regardless of its data, if it is.
+fn ending(hub: &Hub, topic: &Topic, progress: &Progress) -> Option<EndReason> {
+    if progress.too_slow.load(Ordering::SeqCst) {
+        Some(EndReason::TooSlow)
+    } else if topic.is_closed() {
+        Some(EndReason::TopicGone)
+    } else if hub.is_shutting_down() {
+        Some(EndReason::ShuttingDown)
+    } else {
+        None
+    }
+}
+
+/// Watches a streaming subscriber while its adapter cannot write to it (the
+/// reader stopped reading, so nothing pulls from the feed): it ends the
+/// subscriber as soon as its unsent data passes `max_unsent`, or its topic
+/// goes away, or the hub shuts down, without waiting for the socket.
+///
+/// Get one from [`EventStream::stall`](crate::EventStream::stall) or
+/// [`Socket::stall`](crate::Socket::stall); it is cheap to clone.
+#[derive(Clone)]
+pub struct Stall {
+    hub: Hub,
+    topic: Arc<Topic>,
+    progress: Arc<Progress>,
+    kind: SubscriberKind,
+    limit: u64,
+}
+
+impl std::fmt::Debug for Stall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stall")
+            .field("topic", &self.topic.name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stall {
+    /// Whether the subscriber is over ([`Wake::Ready`] with the reason:
+    /// close its connection now), or the listener to await before checking
+    /// again (a publish, a delete or shutdown wakes it).
+    pub fn check(&self) -> Wake<EndReason> {
+        let listener = self.topic.listen();
+        if let Some(reason) = ending(&self.hub, &self.topic, &self.progress) {
+            return Wake::Ready(reason);
+        }
+        let unsent = self
+            .topic
+            .log
+            .head()
+            .end
+            .saturating_sub(self.progress.sent.load(Ordering::SeqCst));
+        if unsent > self.limit {
+            self.progress.drop_slow(&self.hub, self.kind);
+            return Wake::Ready(EndReason::TooSlow);
+        }
+        Wake::Wait(listener)
+    }
+}

@@ -1,0 +1,236 @@
+//! WebSocket subscriptions (SPEC 6): a [`Socket`] is a feed that writes
+//! `{"id":N,"data":MSG}` text frames, and a publisher of the text frames its
+//! client sends. The adapter does the handshake and the framing; every
+//! decision (acceptance, what a frame publishes, errors, keepalive, closing
+//! and its code) is made here, in the quinn style: the adapter feeds inputs
+//! in ([`Socket::receive_text`]) and drains outputs ([`Socket::poll`]).
+//!
+//! **URL.** An upgrade on `GET /topics/NAME` or `/topics/NAME.json` is a
+//! socket; on any other suffix the `Upgrade` header is ignored and the GET
+//! is served as usual, as HTTP allows.
+//!
+//! **Close codes.** Topic deleted or expired, and shutdown: 1001 (going
+//! away). A subscriber too slow for `max_unsent`: 1013 (try again later),
+//! since reconnecting and resuming with `n` is exactly what it should do. A
+//! frame past [`Socket::read_limit`]: 1009 (message too big).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use event_listener::EventListener;
+
+use crate::cursor::Cursor;
+use crate::decode::{self, BodyKind};
+use crate::error::Error;
+use crate::feed::{EndReason, Feed, FeedStep, Stall};
+use crate::http::{Outcome, Request, Response};
+use crate::hub::Hub;
+use crate::message::Json;
+use crate::metrics::SubscriberKind;
+use crate::name::TopicName;
+
+/// Close code 1001: the topic or the server is going away.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code 1009: a frame larger than the socket accepts.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code 1013: too slow for now; reconnect and resume.
+pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
+
+/// How far past `max_message` a frame may go before the framing layer
+/// refuses it outright (close 1009) instead of core answering it with an
+/// error frame: enough for a client a little over the limit to learn the
+/// limit, small enough that no client makes us allocate much more than a
+/// message.
+const READ_SLACK: usize = 4096;
+
+impl EndReason {
+    /// The WebSocket close code and reason for this end.
+    pub fn close_frame(self) -> (u16, &'static str) {
+        match self {
+            EndReason::TopicGone => (CLOSE_GOING_AWAY, "topic deleted"),
+            EndReason::ShuttingDown => (CLOSE_GOING_AWAY, "server shutting down"),
+            EndReason::TooSlow => (
+                CLOSE_TRY_AGAIN_LATER,
+                "too far behind: reconnect and resume with n",
+            ),
+        }
+    }
+}
+
+/// What a [`Socket`] wants next.
+#[derive(Debug)]
+pub enum SocketStep {
+    /// Send each piece as one text frame, in order, then poll again.
+    Send(crate::Chunks),
+    /// Nothing was sent for a heartbeat: send a ping, then poll again.
+    Ping,
+    /// Await the listener or the instant, whichever comes first, then poll
+    /// again.
+    Wait(EventListener, Instant),
+    /// Send a close frame with this code and reason, then drop the
+    /// connection.
+    Close(u16, &'static str),
+}
+
+/// A WebSocket subscription and publisher on one topic.
+pub struct Socket {
+    feed: Feed,
+    hub: Hub,
+    name: TopicName,
+    /// Whether the upgrade request carried the publish token (or none is
+    /// needed): without it the socket may subscribe but not publish.
+    may_publish: bool,
+    /// `Sec-WebSocket-Key`, for the adapter's handshake answer.
+    key: String,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("topic", &self.name)
+            .field("cursor", &self.feed.cursor())
+            .field("may_publish", &self.may_publish)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// Accepts a WebSocket upgrade on topic `name`, or refuses it with the
+    /// status an ordinary GET would get.
+    pub(crate) fn open_socket(
+        &self,
+        request: &Request<'_>,
+        name: &str,
+        now: Instant,
+    ) -> Result<Outcome, Error> {
+        let key = match request.websocket_key {
+            Some(key) if !key.trim().is_empty() => key.trim().to_string(),
+            _ => return Err(Error::BadUpgrade),
+        };
+        let resume = request.cursor_param()?;
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        let may_publish = self.authorize(request).is_ok();
+        let subscription = self.subscribe(name, SubscriberKind::WebSocket)?;
+        let name = subscription.topic().name.clone();
+        let feed = Feed::open(self, subscription, SubscriberKind::WebSocket, resume, now);
+        Ok(Outcome::Socket(Socket {
+            feed,
+            hub: self.clone(),
+            name,
+            may_publish,
+            key,
+        }))
+    }
+}
+
+impl Socket {
+    /// The answer to the upgrade request: `101` with `Upgrade` and
+    /// `Connection`. The adapter adds `Sec-WebSocket-Accept`, derived from
+    /// [`Socket::key`] by its WebSocket library.
+    pub fn head(&self) -> Response {
+        Response {
+            status: 101,
+            headers: vec![
+                ("Upgrade", "websocket".to_string()),
+                ("Connection", "Upgrade".to_string()),
+            ],
+            body: Bytes::new(),
+        }
+    }
+
+    /// The client's `Sec-WebSocket-Key`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The largest frame and message the adapter's framing should read at
+    /// all: `max_message` plus a little, so a frame slightly over the limit
+    /// gets an error frame from [`Socket::receive_text`] and a larger one
+    /// is cut off (close [`CLOSE_TOO_BIG`]) before it is buffered.
+    pub fn read_limit(&self) -> usize {
+        self.hub
+            .inner
+            .settings
+            .max_message
+            .saturating_add(READ_SLACK)
+    }
+
+    /// What to close with when a frame passed [`Socket::read_limit`].
+    pub fn too_big(&self) -> SocketStep {
+        SocketStep::Close(CLOSE_TOO_BIG, "message too large")
+    }
+
+    /// The id of the newest message sent (or the resume point).
+    pub fn cursor(&self) -> Cursor {
+        self.feed.cursor()
+    }
+
+    /// The watch to keep while a write is pending (see [`Stall`]).
+    pub fn stall(&self) -> Stall {
+        self.feed.stall()
+    }
+
+    /// The next step at `now`.
+    pub fn poll(&mut self, now: Instant) -> SocketStep {
+        match self.feed.poll(now) {
+            FeedStep::Deliver(batch) => {
+                let mut frames = Vec::with_capacity(batch.messages.len() + 1);
+                batch.frames(&mut frames);
+                SocketStep::Send(crate::Chunks(frames))
+            }
+            FeedStep::Ping => SocketStep::Ping,
+            FeedStep::Wait(listener, at) => SocketStep::Wait(listener, at),
+            FeedStep::End(reason) => {
+                let (code, reason) = reason.close_frame();
+                SocketStep::Close(code, reason)
+            }
+        }
+    }
+
+    /// Publishes a text frame from the client as if it were POSTed as JSON:
+    /// same token rule, size limit, decoding and errors. Answers `None` when
+    /// it was published (the message comes back to every subscriber of the
+    /// topic, this socket included, as `{"id":N,"data":MSG}`), or the
+    /// `{"error":"…"}` frame to send back; the socket stays usable either
+    /// way.
+    pub fn receive_text(&mut self, text: &str, now: Instant) -> Option<Bytes> {
+        let _ = now;
+        let result = self.publish(text);
+        match result {
+            Ok(()) => None,
+            Err(error) => {
+                self.hub.inner.metrics.rejected(&error);
+                Some(error_frame(&error))
+            }
+        }
+    }
+
+    /// The answer to a binary frame: messages are JSON text, so it is
+    /// refused with an error frame and nothing is stored.
+    pub fn receive_binary(&mut self) -> Bytes {
+        let error = Error::BinaryFrame;
+        self.hub.inner.metrics.rejected(&error);
+        error_frame(&error)
+    }
+
+    fn publish(&self, text: &str) -> Result<(), Error> {
+        if !self.may_publish {
+            return Err(Error::Unauthorized);
+        }
+        let limit = self.hub.body_limit();
+        if text.len() > limit {
+            return Err(Error::TooLarge { limit });
+        }
+        let json = decode::decode(BodyKind::Json, text.as_bytes())?;
+        self.hub
+            .publish_accepted(self.name.as_str(), Json::from_compact(json))
+            .map(|_| ())
+    }
+}
+
+/// `{"error":"…"}` as a frame.
+fn error_frame(error: &Error) -> Bytes {
+    Bytes::from(serde_json::json!({ "error": error.to_string() }).to_string())
+}

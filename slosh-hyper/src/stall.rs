@@ -1,0 +1,151 @@
+//! Dropping an SSE subscriber whose reader stopped reading.
+//!
+//! hyper pulls a body only when it can write, so a stream whose socket is
+//! full is not polled at all, and core's unsent check in
+//! [`EventStream::poll`](slosh_core::EventStream::poll) would never run.
+//! [`Guarded`] wraps the connection's socket: when a write would block it
+//! also watches the stream's [`Stall`], and fails the write once core says
+//! the subscriber is over, which makes hyper drop the connection. A write
+//! that goes through costs one branch; only a blocked one looks at core.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use slosh_core::{EventListener, Stall, Wake};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Where a connection's current event stream leaves its [`Stall`] for the
+/// connection's socket to watch. One per connection, shared by the
+/// service (which fills it) and the socket (which reads it).
+#[derive(Clone, Default, Debug)]
+pub(crate) struct StallSlot(Arc<Mutex<Option<Stall>>>);
+
+impl StallSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Stall>> {
+        // Only ever replaced whole, so a poisoned value is still sound.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A stream started on this connection.
+    pub(crate) fn watch(&self, stall: Stall) {
+        *self.lock() = Some(stall);
+    }
+
+    /// The stream ended (its body was dropped).
+    pub(crate) fn clear(&self) {
+        *self.lock() = None;
+    }
+
+    fn get(&self) -> Option<Stall> {
+        self.lock().clone()
+    }
+}
+
+/// A socket that fails a blocked write once its stream's [`Stall`] says the
+/// subscriber is over.
+pub(crate) struct Guarded<T> {
+    io: T,
+    slot: StallSlot,
+    /// Woken by a publish (or delete, or shutdown) while a write is blocked.
+    listener: Option<EventListener>,
+}
+
+impl<T> Guarded<T> {
+    pub(crate) fn new(io: T, slot: StallSlot) -> Guarded<T> {
+        Guarded {
+            io,
+            slot,
+            listener: None,
+        }
+    }
+
+    /// Called when a write would block: registers for the next publish, or
+    /// fails if the subscriber is already over.
+    fn blocked(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        loop {
+            if let Some(listener) = &mut self.listener {
+                if Pin::new(listener).poll(cx).is_pending() {
+                    return Ok(());
+                }
+                self.listener = None;
+            }
+            let Some(stall) = self.slot.get() else {
+                return Ok(());
+            };
+            match stall.check() {
+                Wake::Ready(reason) => {
+                    return Err(io::Error::other(format!(
+                        "event stream ended while its reader was not reading: {reason:?}"
+                    )))
+                }
+                Wake::Wait(listener) => self.listener = Some(listener),
+            }
+        }
+    }
+
+    fn guard<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        match polled {
+            Poll::Pending => match self.blocked(cx) {
+                Ok(()) => Poll::Pending,
+                Err(error) => Poll::Ready(Err(error)),
+            },
+            ready => {
+                self.listener = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.guard(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.guard(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_flush(cx);
+        this.guard(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,266 @@
+//! WebSockets over a real socket, with tokio-tungstenite as the client.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use slosh_core::metrics::SubscriberKind;
+use slosh_core::Settings;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::helpers::{spawn_app, spawn_app_with, App};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn connect(app: &App, target: &str, headers: &[(&str, &str)]) -> Ws {
+    let mut request = format!("ws://{}{target}", app.addr)
+        .into_client_request()
+        .unwrap();
+    for (name, value) in headers {
+        let name = hyper::header::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        request.headers_mut().insert(name, value.parse().unwrap());
+    }
+    let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+/// The next data frame as JSON (pings are skipped; tungstenite answers them).
+async fn next_frame(ws: &mut Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("the socket is open")
+            .expect("a well-formed frame");
+        match message {
+            Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// Reads until the server's close frame and returns its code.
+async fn close_code(ws: &mut Ws) -> CloseCode {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a close frame within 10 s");
+        match message {
+            Some(Ok(Message::Close(Some(frame)))) => return frame.code,
+            Some(Ok(Message::Close(None))) | None => panic!("closed without a code"),
+            Some(Ok(_)) => {}
+            Some(Err(error)) => panic!("{error}"),
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_socket_receives_ten_thousand_messages_in_order() {
+    let app = spawn_app_with(Settings {
+        queue: 10_000,
+        ..Settings::default()
+    })
+    .await;
+    let mut ws = connect(&app, "/topics/many", &[]).await;
+    app.wait_for_subscribers("many", 1).await;
+    for i in 1..=10_000u64 {
+        app.hub.publish("many", &i).unwrap();
+    }
+    for i in 1..=10_000u64 {
+        assert_eq!(next_frame(&mut ws).await, json!({"id": i, "data": i}));
+    }
+}
+
+#[tokio::test]
+async fn a_text_frame_is_published_and_seen_over_long_poll() {
+    let app = spawn_app().await;
+    let mut ws = connect(&app, "/topics/chat.json", &[]).await;
+    send(&mut ws, r#"{"b":1,"a":"hi"}"#).await;
+    assert_eq!(
+        next_frame(&mut ws).await,
+        json!({"id": 1, "data": {"b": 1, "a": "hi"}})
+    );
+    let polled = app.get("/topics/chat.json?n=0").await;
+    assert_eq!(
+        polled.body,
+        r#"{"max":1,"saw":1,"delivering":1,"res":[{"b":1,"a":"hi"}]}"#
+    );
+}
+
+#[tokio::test]
+async fn bad_json_gets_an_error_frame_and_the_socket_stays_usable() {
+    let app = spawn_app().await;
+    let mut ws = connect(&app, "/topics/t", &[]).await;
+    send(&mut ws, "{oops").await;
+    let error = next_frame(&mut ws).await;
+    assert!(
+        error["error"].as_str().unwrap().contains("line 1 column"),
+        "{error}"
+    );
+    ws.send(Message::binary(&b"\x00\x01"[..])).await.unwrap();
+    assert!(next_frame(&mut ws).await["error"].is_string());
+    send(&mut ws, "2").await;
+    assert_eq!(next_frame(&mut ws).await, json!({"id": 1, "data": 2}));
+    assert_eq!(app.hub.info("t").unwrap()["max"], 1);
+}
+
+#[tokio::test]
+async fn an_oversize_frame_gets_an_error_frame_and_a_far_larger_one_closes_1009() {
+    let app = spawn_app_with(Settings {
+        max_message: 1024,
+        ..Settings::default()
+    })
+    .await;
+    let mut ws = connect(&app, "/topics/t", &[]).await;
+    let at_limit = format!("\"{}\"", "x".repeat(1022));
+    send(&mut ws, &at_limit).await;
+    assert_eq!(next_frame(&mut ws).await["id"], 1);
+    let over = format!("\"{}\"", "x".repeat(1023));
+    send(&mut ws, &over).await;
+    let error = next_frame(&mut ws).await;
+    assert!(error["error"].as_str().unwrap().contains("1024"), "{error}");
+    let huge = format!("\"{}\"", "x".repeat(64 * 1024));
+    send(&mut ws, &huge).await;
+    assert_eq!(close_code(&mut ws).await, CloseCode::Size);
+    assert_eq!(app.hub.info("t").unwrap()["max"], 1, "nothing else stored");
+}
+
+#[tokio::test]
+async fn with_a_publish_token_only_a_socket_that_showed_it_may_publish() {
+    let app = spawn_app_with(Settings {
+        publish_token: Some("s3cret".into()),
+        ..Settings::default()
+    })
+    .await;
+    let mut reader = connect(&app, "/topics/t", &[]).await;
+    send(&mut reader, "1").await;
+    let error = next_frame(&mut reader).await;
+    assert!(
+        error["error"].as_str().unwrap().contains("Authorization"),
+        "{error}"
+    );
+    let mut writer = connect(&app, "/topics/t", &[("Authorization", "Bearer s3cret")]).await;
+    send(&mut writer, "2").await;
+    assert_eq!(next_frame(&mut reader).await, json!({"id": 1, "data": 2}));
+    assert_eq!(next_frame(&mut writer).await, json!({"id": 1, "data": 2}));
+}
+
+#[tokio::test]
+async fn a_socket_resumes_after_n() {
+    let app = spawn_app().await;
+    for i in 1..=3 {
+        app.post_json("resume", &i.to_string()).await;
+    }
+    let mut ws = connect(&app, "/topics/resume?n=1", &[]).await;
+    assert_eq!(next_frame(&mut ws).await, json!({"id": 2, "data": 2}));
+    assert_eq!(next_frame(&mut ws).await, json!({"id": 3, "data": 3}));
+}
+
+#[tokio::test]
+async fn two_hundred_sockets_all_receive_every_message() {
+    let app = spawn_app().await;
+    let mut sockets = Vec::new();
+    for _ in 0..200 {
+        sockets.push(connect(&app, "/topics/crowd", &[]).await);
+    }
+    app.wait_for_subscribers("crowd", 200).await;
+    assert_eq!(
+        app.hub.metrics().subscribers_now(SubscriberKind::WebSocket),
+        200
+    );
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                for i in 1..=50u64 {
+                    assert_eq!(next_frame(&mut ws).await, json!({"id": i, "data": i}));
+                }
+            })
+        })
+        .collect();
+    for i in 1..=50u64 {
+        app.hub.publish("crowd", &i).unwrap();
+    }
+    for reader in readers {
+        reader.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn delete_closes_sockets_going_away() {
+    let app = spawn_app().await;
+    let mut ws = connect(&app, "/topics/doomed", &[]).await;
+    app.wait_for_subscribers("doomed", 1).await;
+    assert_eq!(
+        app.send("DELETE", "/topics/doomed", &[], b"").await.status,
+        200
+    );
+    assert_eq!(close_code(&mut ws).await, CloseCode::Away);
+}
+
+/// The resident memory of this process, from /proc.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+#[tokio::test]
+async fn a_socket_that_stops_reading_is_closed_at_the_unsent_bound() {
+    let app = spawn_app_with(Settings {
+        max_unsent: 64 * 1024,
+        queue: 10,
+        ..Settings::default()
+    })
+    .await;
+    let _stalled = connect(&app, "/topics/firehose", &[]).await;
+    let mut reader = connect(&app, "/topics/other", &[]).await;
+    app.wait_for_subscribers("firehose", 1).await;
+    let before = rss_bytes();
+    let blob = "x".repeat(60_000);
+    // 96 MB through a socket whose reader never reads.
+    for _ in 0..1600 {
+        app.hub.publish("firehose", &blob).unwrap();
+        tokio::task::yield_now().await;
+    }
+    app.wait_for_subscribers("firehose", 0).await;
+    assert_eq!(
+        app.hub
+            .metrics()
+            .dropped_slow_total(SubscriberKind::WebSocket),
+        1
+    );
+    let grown = rss_bytes().saturating_sub(before);
+    assert!(grown < 48 << 20, "server memory grew by {grown} bytes");
+    // Other sockets are not disturbed.
+    app.hub.publish("other", &1).unwrap();
+    assert_eq!(next_frame(&mut reader).await, json!({"id": 1, "data": 1}));
+    let metrics = app.get("/metrics").await.body;
+    assert!(
+        metrics.contains("slosh_subscribers_dropped_total{kind=\"websocket\",reason=\"slow\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_sockets_going_away() {
+    let mut app = spawn_app().await;
+    let mut ws = connect(&app, "/topics/t", &[]).await;
+    app.wait_for_subscribers("t", 1).await;
+    let reader = tokio::spawn(async move { close_code(&mut ws).await });
+    app.stop().await.unwrap();
+    assert_eq!(reader.await.unwrap(), CloseCode::Away);
+}
