@@ -69,7 +69,7 @@ use std::time::{Duration, Instant};
 use actix_web::body::SizedStream;
 use actix_web::http::StatusCode;
 use actix_web::rt::time::{sleep, sleep_until, Sleep};
-use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpResponseBuilder, HttpServer};
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use slosh_core::files::CHUNK_SIZE;
@@ -99,6 +99,63 @@ pub fn mount_everything(hub: Hub) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(web::Data::new(hub))
             .default_service(web::to(handle));
     }
+}
+
+/// How [`serve_with`] runs a standalone server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// How long a client may take to send its request head; a slower one is
+    /// disconnected (slowloris).
+    pub header_timeout: Duration,
+    /// Open connections at most, over all workers.
+    pub max_connections: usize,
+    /// How long shutdown waits for open connections before giving up.
+    pub grace: Duration,
+    /// Worker threads (each runs its own event loop).
+    pub workers: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            header_timeout: Duration::from_secs(10),
+            max_connections: 16_384,
+            grace: Duration::from_secs(4),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// Serves `hub` (every path, as [`mount_everything`]) on `listener` until
+/// `shutdown` completes; then answers parked long-polls, ends streams, and
+/// waits up to `options.grace` for connections to finish. Must run inside an
+/// actix system (`#[actix_web::main]` or `actix_web::rt::System`).
+pub async fn serve_with(
+    listener: std::net::TcpListener,
+    hub: Hub,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let workers = options.workers.max(1);
+    let app_hub = hub.clone();
+    let server = HttpServer::new(move || App::new().configure(mount_everything(app_hub.clone())))
+        .workers(workers)
+        // actix counts per worker.
+        .max_connections(options.max_connections.div_ceil(workers).max(1))
+        .client_request_timeout(options.header_timeout)
+        .shutdown_timeout(options.grace.as_secs().max(1))
+        .disable_signals()
+        .listen(listener)?
+        .run();
+    let handle = server.handle();
+    let sweeper = actix_web::rt::spawn(sweep(hub.clone()));
+    let running = actix_web::rt::spawn(server);
+    shutdown.await;
+    hub.shutdown();
+    handle.stop(true).await;
+    let _ = running.await;
+    sweeper.abort();
+    Ok(())
 }
 
 /// Runs [`Hub::sweep`] whenever the hub asks, for ever: idle topics and
