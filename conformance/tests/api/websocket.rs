@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::helpers::{spawn_app, spawn_app_with, App};
+use super::helpers::{spawn_app, spawn_app_with, App};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -21,7 +21,8 @@ async fn connect(app: &App, target: &str, headers: &[(&str, &str)]) -> Ws {
         .into_client_request()
         .unwrap();
     for (name, value) in headers {
-        let name = hyper::header::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        let name =
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
         request.headers_mut().insert(name, value.parse().unwrap());
     }
     let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();

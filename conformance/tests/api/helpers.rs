@@ -4,11 +4,57 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use slosh_core::{Hub, Settings};
-use slosh_hyper::ServeOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// The server a test binary runs the suite against.
+#[allow(dead_code)] // each test binary names one of them
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frontend {
+    Hyper,
+    Actix,
+}
+
+/// How the server loop runs, for either frontend.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    pub grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        let hyper = slosh_hyper::ServeOptions::default();
+        ServeOptions {
+            header_timeout: hyper.header_timeout,
+            max_connections: hyper.max_connections,
+            grace: hyper.grace,
+        }
+    }
+}
+
+/// A running server of either frontend.
+enum Server {
+    /// `slosh-hyper` on the test's own runtime.
+    Task(JoinHandle<std::io::Result<()>>),
+    /// `slosh-actix` in an actix system on its own thread.
+    Thread(std::thread::JoinHandle<std::io::Result<()>>),
+}
+
+impl Server {
+    async fn finished(self) -> std::io::Result<()> {
+        match self {
+            Server::Task(task) => task.await.unwrap(),
+            Server::Thread(thread) => tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .unwrap()
+                .unwrap(),
+        }
+    }
+}
 
 /// A client of the server at `addr`, with named request methods.
 #[derive(Clone, Copy)]
@@ -22,7 +68,7 @@ pub struct App {
     client: Client,
     pub hub: Hub,
     stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<std::io::Result<()>>>,
+    server: Option<Server>,
 }
 
 /// A parsed answer.
@@ -55,18 +101,48 @@ pub async fn spawn_app_with(settings: Settings) -> App {
 }
 
 pub async fn spawn_app_with_options(settings: Settings, options: ServeOptions) -> App {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_frontend(crate::FRONTEND, settings, options).await
+}
+
+/// Starts `frontend` on an ephemeral port with `settings` and `options`.
+pub async fn spawn_frontend(frontend: Frontend, settings: Settings, options: ServeOptions) -> App {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     let hub = Hub::builder().settings(settings).build();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(slosh_hyper::serve_with(
-        listener,
-        hub.clone(),
-        options,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    let server = match frontend {
+        Frontend::Hyper => {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let options = slosh_hyper::ServeOptions {
+                header_timeout: options.header_timeout,
+                max_connections: options.max_connections,
+                grace: options.grace,
+            };
+            Server::Task(tokio::spawn(slosh_hyper::serve_with(
+                listener,
+                hub.clone(),
+                options,
+                stopped,
+            )))
+        }
+        Frontend::Actix => {
+            let options = slosh_actix::ServeOptions {
+                header_timeout: options.header_timeout,
+                max_connections: options.max_connections,
+                grace: options.grace,
+                workers: 1,
+            };
+            let hub = hub.clone();
+            Server::Thread(std::thread::spawn(move || {
+                actix_web::rt::System::new()
+                    .block_on(slosh_actix::serve_with(listener, hub, options, stopped))
+            }))
+        }
+    };
     App {
         addr,
         client: Client { addr },
@@ -175,7 +251,7 @@ impl App {
             let _ = stop.send(());
         }
         match self.server.take() {
-            Some(server) => server.await.unwrap(),
+            Some(server) => server.finished().await,
             None => Ok(()),
         }
     }

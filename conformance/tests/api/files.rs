@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use slosh_core::Settings;
 
-use crate::helpers::{spawn_app_with, App};
+use super::helpers::{spawn_app_with, App};
 
 /// A folder tree under the system temp dir, removed on drop:
 ///

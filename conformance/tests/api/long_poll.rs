@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use slosh_core::Settings;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use super::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn the_readme_walkthrough_byte_for_byte() {
@@ -14,7 +14,7 @@ async fn the_readme_walkthrough_byte_for_byte() {
     let waiting = {
         let addr = app.addr;
         tokio::spawn(async move {
-            let app = crate::helpers::Client { addr };
+            let app = super::helpers::Client { addr };
             app.get("/topics/chat").await
         })
     };
@@ -55,7 +55,7 @@ async fn five_hundred_parked_polls_are_all_answered_by_one_publish() {
     let app = spawn_app().await;
     let mut polls = Vec::new();
     for _ in 0..500 {
-        let app = crate::helpers::Client { addr: app.addr };
+        let app = super::helpers::Client { addr: app.addr };
         polls.push(tokio::spawn(async move {
             app.get("/topics/crowd.json?n=0").await
         }));
@@ -195,7 +195,7 @@ async fn shutdown_answers_parked_polls_and_returns_promptly() {
     let mut app = spawn_app().await;
     let mut polls = Vec::new();
     for _ in 0..20 {
-        let app = crate::helpers::Client { addr: app.addr };
+        let app = super::helpers::Client { addr: app.addr };
         polls.push(tokio::spawn(
             async move { app.get("/topics/t.json?n=0").await },
         ));

@@ -6,7 +6,7 @@ use slosh_core::metrics::SubscriberKind;
 use slosh_core::Settings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{read_until, spawn_app, spawn_app_with};
+use super::helpers::{read_until, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn sse_streams_new_messages_after_the_retry_line() {
@@ -94,7 +94,7 @@ struct Event {
 }
 
 impl Events {
-    async fn open(app: &crate::helpers::App, target: &str) -> Events {
+    async fn open(app: &super::helpers::App, target: &str) -> Events {
         Events {
             stream: app.open(target, &[]).await,
             raw: Vec::new(),

@@ -2,7 +2,7 @@
 
 use slosh_core::Settings;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use super::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_cors_preflight_is_answered_and_creates_no_topic() {
@@ -56,11 +56,11 @@ async fn health_metrics_and_the_demo_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_finishes_its_headers_is_dropped_after_the_header_timeout() {
-    let options = slosh_hyper::ServeOptions {
+    let options = super::helpers::ServeOptions {
         header_timeout: std::time::Duration::from_millis(300),
-        ..slosh_hyper::ServeOptions::default()
+        ..super::helpers::ServeOptions::default()
     };
-    let app = crate::helpers::spawn_app_with_options(Settings::default(), options).await;
+    let app = super::helpers::spawn_app_with_options(Settings::default(), options).await;
     let addr = app.addr;
     let (closed, waited) = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};

@@ -4,11 +4,10 @@
 use std::time::Duration;
 
 use slosh_core::{Mode, Settings};
-use slosh_hyper::ServeOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{read_until, spawn_app_with, spawn_app_with_options, Client};
+use super::helpers::{read_until, spawn_app_with, spawn_app_with_options, Client, ServeOptions};
 
 /// Asks `/healthz` on an open keep-alive connection. `Err` when the server
 /// closed the connection without answering.

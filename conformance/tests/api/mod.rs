@@ -3,7 +3,7 @@
 //! what goes over the wire.
 
 mod files;
-mod helpers;
+pub mod helpers;
 mod long_poll;
 mod server;
 mod server_loop;

@@ -1,0 +1,7 @@
+//! The black-box suite against `slosh-actix`.
+
+#[path = "api/mod.rs"]
+mod api;
+
+/// The frontend every `spawn_app()` of this binary starts.
+const FRONTEND: api::helpers::Frontend = api::helpers::Frontend::Actix;
