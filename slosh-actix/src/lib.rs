@@ -12,7 +12,10 @@
 //!   forgets the subscriber);
 //! - an event stream becomes a streaming body that actix pulls from only
 //!   when it can write, so a slow reader never makes the server buffer;
-//! - a static file is read a chunk at a time on actix's blocking pool.
+//! - a static file is read a chunk at a time on actix's blocking pool;
+//! - a WebSocket is answered with core's `101` head and handed to a task
+//!   (`websocket.rs`) that frames core's [`slosh_core::Socket`] with
+//!   actix-ws.
 //!
 //! Two ways to mount it:
 //!
@@ -78,6 +81,8 @@ use slosh_core::{
 };
 
 pub use slosh_core;
+
+mod websocket;
 
 /// Registers the hub as `web::Data<Hub>` and serves `/topics` and every
 /// path under it. Use it with `App::configure`.
@@ -168,14 +173,18 @@ pub async fn sweep(hub: Hub) {
 }
 
 /// Answers one request to a slosh URL.
-async fn handle(request: HttpRequest, body: web::Payload, hub: web::Data<Hub>) -> HttpResponse {
-    let body = match read_body(body, hub.body_limit()).await {
-        Ok(body) => body,
-        // The client stopped sending mid-body; core words the refusal.
-        Err(()) => {
-            return whole(slosh_core::Response::error(
-                &slosh_core::Error::BodyUnreadable,
-            ))
+async fn handle(request: HttpRequest, payload: web::Payload, hub: web::Data<Hub>) -> HttpResponse {
+    let (body, upgrade) = if websocket::is_upgrade_stream(&request) {
+        (slosh_core::Body::Empty, Some(payload))
+    } else {
+        match read_body(payload, hub.body_limit()).await {
+            Ok(body) => (body, None),
+            // The client stopped sending mid-body; core words the refusal.
+            Err(()) => {
+                return whole(slosh_core::Response::error(
+                    &slosh_core::Error::BodyUnreadable,
+                ))
+            }
         }
     };
     let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
@@ -196,10 +205,12 @@ async fn handle(request: HttpRequest, body: web::Payload, hub: web::Data<Hub>) -
             builder(&head).streaming(SseBody::new(stream))
         }
         Outcome::File(file) => send_file(file),
-        // Not yet framed on actix: said plainly rather than half-served.
-        Outcome::Socket(_) => whole(slosh_core::Response::error(
-            &slosh_core::Error::StreamsUnsupported,
-        )),
+        Outcome::Socket(socket) => match upgrade {
+            Some(payload) => websocket::answer(socket, &request, payload),
+            // Core read an upgrade where actix did not (a chunked body, a
+            // list of protocols): actix will not hand the connection over.
+            None => whole(slosh_core::Response::error(&slosh_core::Error::BadUpgrade)),
+        },
     }
 }
 
