@@ -141,17 +141,37 @@ pub async fn serve_with(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_app_with(listener, hub, options, |_| {}, shutdown).await
+}
+
+/// [`serve_with`] for an application with pages of its own: `routes`
+/// configures them first (they see the hub as `web::Data<Hub>`), and slosh
+/// answers every path they do not route.
+pub async fn serve_app_with<F>(
+    listener: std::net::TcpListener,
+    hub: Hub,
+    options: ServeOptions,
+    routes: F,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
     let workers = options.workers.max(1);
     let app_hub = hub.clone();
-    let server = HttpServer::new(move || App::new().configure(mount_everything(app_hub.clone())))
-        .workers(workers)
-        // actix counts per worker.
-        .max_connections(options.max_connections.div_ceil(workers).max(1))
-        .client_request_timeout(options.header_timeout)
-        .shutdown_timeout(options.grace.as_secs().max(1))
-        .disable_signals()
-        .listen(listener)?
-        .run();
+    let server = HttpServer::new(move || {
+        App::new()
+            .configure(routes.clone())
+            .configure(mount_everything(app_hub.clone()))
+    })
+    .workers(workers)
+    // actix counts per worker.
+    .max_connections(options.max_connections.div_ceil(workers).max(1))
+    .client_request_timeout(options.header_timeout)
+    .shutdown_timeout(options.grace.as_secs().max(1))
+    .disable_signals()
+    .listen(listener)?
+    .run();
     let handle = server.handle();
     let sweeper = actix_web::rt::spawn(sweep(hub.clone()));
     let running = actix_web::rt::spawn(server);

@@ -168,9 +168,10 @@ pub enum ArgsError {
 /// The command line `NAME serve [FLAGS]`, with [`ServeArgs`] as `serve`'s
 /// flags; add `.version(..)` or more to it as the program needs.
 pub fn command(name: &'static str, about: &'static str) -> Command {
-    let serve = ServeArgs::augment_args(
-        Command::new("serve").about("Run the server (defaults: 127.0.0.1:8000)."),
-    );
+    // The about comes after the flags, which would otherwise set it from
+    // `ServeArgs`'s own docs.
+    let serve = ServeArgs::augment_args(Command::new("serve"))
+        .about("Run the server (defaults: 127.0.0.1:8000).");
     Command::new(name)
         .about(about)
         .subcommand_required(true)
