@@ -284,3 +284,24 @@ async fn delete_closes_a_socket_going_away() {
     );
     assert_eq!(close_code(&mut ws).await, CloseCode::Away);
 }
+
+#[tokio::test]
+async fn a_socket_stops_counting_as_a_subscriber_when_its_client_goes() {
+    let app = spawn_live_form(&[]);
+    let mut polite = app.connect("/topics/gone").await;
+    let abrupt = app.connect("/topics/gone").await;
+    app.wait_for_subscribers("gone", 2).await;
+    // A close handshake is answered with the client's own code.
+    polite.close(None).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(10), polite.next())
+        .await
+        .expect("the close echoed within 10 s");
+    assert!(
+        matches!(echoed, Some(Ok(Message::Close(_))) | None),
+        "{echoed:?}"
+    );
+    app.wait_for_subscribers("gone", 1).await;
+    // A dropped connection, no close frame.
+    drop(abrupt);
+    app.wait_for_subscribers("gone", 0).await;
+}
