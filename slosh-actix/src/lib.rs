@@ -25,6 +25,10 @@
 //!   goes to slosh (`/healthz`, `/metrics`, the demo or the static root), for
 //!   a standalone server.
 //!
+//! [`serve_with`] runs the second as a whole server (limits, graceful
+//! shutdown); [`serve_app_with`] does the same behind an application's own
+//! routes (the `live_form` example).
+//!
 //! Either way the [`Hub`] is registered as `web::Data<Hub>`, so the host's
 //! own handlers publish with `hub.publish("topic", &value)`. Run
 //! [`sweep`] once per application so idle topics and sessions expire.
