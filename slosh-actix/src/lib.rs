@@ -12,7 +12,10 @@
 //!   forgets the subscriber);
 //! - an event stream becomes a streaming body that actix pulls from only
 //!   when it can write, so a slow reader never makes the server buffer;
-//! - a static file is read a chunk at a time on actix's blocking pool.
+//! - a static file is read a chunk at a time on actix's blocking pool;
+//! - a WebSocket is answered with core's `101` head and handed to a task
+//!   (`websocket.rs`) that frames core's [`slosh_core::Socket`] with
+//!   actix-ws.
 //!
 //! Two ways to mount it:
 //!
@@ -21,6 +24,10 @@
 //! - [`mount_everything`]: every path the application does not route itself
 //!   goes to slosh (`/healthz`, `/metrics`, the demo or the static root), for
 //!   a standalone server.
+//!
+//! [`serve_with`] runs the second as a whole server (limits, graceful
+//! shutdown); [`serve_app_with`] does the same behind an application's own
+//! routes (the `live_form` example).
 //!
 //! Either way the [`Hub`] is registered as `web::Data<Hub>`, so the host's
 //! own handlers publish with `hub.publish("topic", &value)`. Run
@@ -79,6 +86,8 @@ use slosh_core::{
 
 pub use slosh_core;
 
+mod websocket;
+
 /// Registers the hub as `web::Data<Hub>` and serves `/topics` and every
 /// path under it. Use it with `App::configure`.
 pub fn mount(hub: Hub) -> impl FnOnce(&mut web::ServiceConfig) {
@@ -136,17 +145,37 @@ pub async fn serve_with(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_app_with(listener, hub, options, |_| {}, shutdown).await
+}
+
+/// [`serve_with`] for an application with pages of its own: `routes`
+/// configures them first (they see the hub as `web::Data<Hub>`), and slosh
+/// answers every path they do not route.
+pub async fn serve_app_with<F>(
+    listener: std::net::TcpListener,
+    hub: Hub,
+    options: ServeOptions,
+    routes: F,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
     let workers = options.workers.max(1);
     let app_hub = hub.clone();
-    let server = HttpServer::new(move || App::new().configure(mount_everything(app_hub.clone())))
-        .workers(workers)
-        // actix counts per worker.
-        .max_connections(options.max_connections.div_ceil(workers).max(1))
-        .client_request_timeout(options.header_timeout)
-        .shutdown_timeout(options.grace.as_secs().max(1))
-        .disable_signals()
-        .listen(listener)?
-        .run();
+    let server = HttpServer::new(move || {
+        App::new()
+            .configure(routes.clone())
+            .configure(mount_everything(app_hub.clone()))
+    })
+    .workers(workers)
+    // actix counts per worker.
+    .max_connections(options.max_connections.div_ceil(workers).max(1))
+    .client_request_timeout(options.header_timeout)
+    .shutdown_timeout(options.grace.as_secs().max(1))
+    .disable_signals()
+    .listen(listener)?
+    .run();
     let handle = server.handle();
     let sweeper = actix_web::rt::spawn(sweep(hub.clone()));
     let running = actix_web::rt::spawn(server);
@@ -168,14 +197,18 @@ pub async fn sweep(hub: Hub) {
 }
 
 /// Answers one request to a slosh URL.
-async fn handle(request: HttpRequest, body: web::Payload, hub: web::Data<Hub>) -> HttpResponse {
-    let body = match read_body(body, hub.body_limit()).await {
-        Ok(body) => body,
-        // The client stopped sending mid-body; core words the refusal.
-        Err(()) => {
-            return whole(slosh_core::Response::error(
-                &slosh_core::Error::BodyUnreadable,
-            ))
+async fn handle(request: HttpRequest, payload: web::Payload, hub: web::Data<Hub>) -> HttpResponse {
+    let (body, upgrade) = if websocket::is_upgrade_stream(&request) {
+        (slosh_core::Body::Empty, Some(payload))
+    } else {
+        match read_body(payload, hub.body_limit()).await {
+            Ok(body) => (body, None),
+            // The client stopped sending mid-body; core words the refusal.
+            Err(()) => {
+                return whole(slosh_core::Response::error(
+                    &slosh_core::Error::BodyUnreadable,
+                ))
+            }
         }
     };
     let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
@@ -196,10 +229,12 @@ async fn handle(request: HttpRequest, body: web::Payload, hub: web::Data<Hub>) -
             builder(&head).streaming(SseBody::new(stream))
         }
         Outcome::File(file) => send_file(file),
-        // Not yet framed on actix: said plainly rather than half-served.
-        Outcome::Socket(_) => whole(slosh_core::Response::error(
-            &slosh_core::Error::StreamsUnsupported,
-        )),
+        Outcome::Socket(socket) => match upgrade {
+            Some(payload) => websocket::answer(socket, &request, payload),
+            // Core read an upgrade where actix did not (a chunked body, a
+            // list of protocols): actix will not hand the connection over.
+            None => whole(slosh_core::Response::error(&slosh_core::Error::BadUpgrade)),
+        },
     }
 }
 

@@ -4,22 +4,27 @@
 //! - [`ServeArgs`]: every server setting as a flag, each also read from an
 //!   environment variable `SLOSH_<NAME>` and from the `--config` TOML file
 //!   (module `config`: keys derived from the flags, [`ConfigError`]).
-//! - [`run_server`]: binds, logs one start line, serves with
-//!   `slosh-hyper` until SIGINT/SIGTERM, logs one stop line.
+//! - [`command`], [`serve_args`], [`try_serve_args`]: a `NAME serve
+//!   [FLAGS]` command line, parsed and completed from the config file.
+//! - [`init_logging`], [`log_listening`], [`log_stopped`]: the log lines
+//!   every frontend writes.
+//! - [`run_server`] (feature `server`, on by default): binds, logs one
+//!   start line, serves with `slosh-hyper` until SIGINT/SIGTERM, logs one
+//!   stop line. Without the feature nothing of hyper or tokio is compiled.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 mod config;
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgMatches, Args};
+use clap::{ArgMatches, Args, Command, FromArgMatches};
 use slosh_core::settings::{parse_duration, parse_size};
-use slosh_core::{Hub, Mode, Settings};
-use slosh_hyper::ServeOptions;
+use slosh_core::{Mode, Settings};
 
 pub use config::ConfigError;
 
@@ -122,32 +127,108 @@ impl ServeArgs {
         }
     }
 
-    /// How the server loop runs.
-    pub fn serve_options(&self) -> ServeOptions {
-        ServeOptions {
+    /// How the hyper server loop runs.
+    #[cfg(feature = "server")]
+    pub fn serve_options(&self) -> slosh_hyper::ServeOptions {
+        slosh_hyper::ServeOptions {
             header_timeout: self.header_timeout,
             max_connections: self.max_connections,
-            ..ServeOptions::default()
+            ..slosh_hyper::ServeOptions::default()
+        }
+    }
+
+    /// Refuses a `--root` that is not a readable folder, at start: a typo
+    /// would otherwise be a server answering 404 to everything.
+    pub fn check_root(&self) -> std::io::Result<()> {
+        match &self.root {
+            Some(root) => slosh_core::files::check_root(root)
+                .map(|_| ())
+                .map_err(|message| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("--root: {message}"),
+                    )
+                }),
+            None => Ok(()),
         }
     }
 }
 
-/// Runs the server until SIGINT or SIGTERM, logging a line at start and stop.
-pub async fn run_server(args: ServeArgs) -> std::io::Result<()> {
-    if let Some(root) = &args.root {
-        // Refused at start: a typo in --root would otherwise be a server
-        // answering 404 to everything.
-        slosh_core::files::check_root(root).map_err(|message| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("--root: {message}"),
-            )
-        })?;
+/// Why a command line was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    /// A flag or value clap refuses (or `--help`, `--version`).
+    #[error(transparent)]
+    Flags(#[from] clap::Error),
+    /// The `--config` file.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// The command line `NAME serve [FLAGS]`, with [`ServeArgs`] as `serve`'s
+/// flags; add `.version(..)` or more to it as the program needs.
+pub fn command(name: &'static str, about: &'static str) -> Command {
+    // The about comes after the flags, which would otherwise set it from
+    // `ServeArgs`'s own docs.
+    let serve = ServeArgs::augment_args(Command::new("serve"))
+        .about("Run the server (defaults: 127.0.0.1:8000).");
+    Command::new(name)
+        .about(about)
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .subcommand(serve)
+}
+
+/// Parses `argv` (the program's name first) with `command` (from
+/// [`command`]) and fills in the `serve` flags left at their defaults from
+/// the `--config` file.
+pub fn try_serve_args<I, T>(command: Command, argv: I) -> Result<ServeArgs, ArgsError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = command.try_get_matches_from(argv)?;
+    let Some(("serve", serve)) = matches.subcommand() else {
+        // `command` requires a subcommand and `serve` is its only one.
+        return Err(clap::Error::new(clap::error::ErrorKind::MissingSubcommand).into());
+    };
+    let mut args = ServeArgs::from_arg_matches(serve)?;
+    args.apply_config(serve)?;
+    Ok(args)
+}
+
+/// [`try_serve_args`] on the process's own arguments, ending the process
+/// as clap does (status 2) on a bad flag or config file, before anything
+/// is bound or logged.
+pub fn serve_args(command: Command) -> ServeArgs {
+    match try_serve_args(command, std::env::args_os()) {
+        Ok(args) => args,
+        Err(ArgsError::Flags(error)) => error.exit(),
+        Err(ArgsError::Config(error)) => {
+            eprintln!("error: {error}");
+            std::process::exit(2);
+        }
     }
-    let listener = tokio::net::TcpListener::bind(args.bind).await?;
+}
+
+/// Logs to stderr at `RUST_LOG`'s level (`info` when unset).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// The start line: where the server listens and the settings that bound
+/// it. Never a secret (the token is logged as present or not).
+pub fn log_listening(address: SocketAddr, args: &ServeArgs) {
     let settings = args.settings();
     tracing::info!(
-        address = %listener.local_addr()?,
+        address = %address,
         mode = ?settings.mode,
         queue = settings.queue,
         max_message = settings.max_message,
@@ -157,13 +238,27 @@ pub async fn run_server(args: ServeArgs) -> std::io::Result<()> {
         publish_token = settings.publish_token.is_some(),
         "slosh listening"
     );
-    let hub = Hub::builder().settings(settings).build();
-    slosh_hyper::serve_with(listener, hub, args.serve_options(), shutdown_signal()).await?;
+}
+
+/// The stop line.
+pub fn log_stopped() {
     tracing::info!("slosh stopped");
+}
+
+/// Runs the server until SIGINT or SIGTERM, logging a line at start and stop.
+#[cfg(feature = "server")]
+pub async fn run_server(args: ServeArgs) -> std::io::Result<()> {
+    args.check_root()?;
+    let listener = tokio::net::TcpListener::bind(args.bind).await?;
+    log_listening(listener.local_addr()?, &args);
+    let hub = slosh_core::Hub::builder().settings(args.settings()).build();
+    slosh_hyper::serve_with(listener, hub, args.serve_options(), shutdown_signal()).await?;
+    log_stopped();
     Ok(())
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
+#[cfg(feature = "server")]
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]

@@ -134,7 +134,10 @@ impl Socket {
             status: 101,
             headers: vec![
                 ("Upgrade", "websocket".to_string()),
-                ("Connection", "Upgrade".to_string()),
+                // Lower case because actix writes this header itself, in
+                // lower case, whatever it is given; the token is
+                // case-insensitive, and both frontends then send the same.
+                ("Connection", "upgrade".to_string()),
             ],
             body: Bytes::new(),
         }
