@@ -544,8 +544,10 @@ async fn serve_connection(
         service = parts.service;
         // Bytes the client sent after its stream request would be the next
         // request; hyper cannot be given them back, so such a connection
-        // closes when the stream ends.
+        // closes when the stream ends. Dropped here, not kept across the
+        // stream: even empty, it holds hyper's whole 8 KiB read buffer.
         let pipelined = !parts.read_buf.is_empty();
+        drop(parts.read_buf);
         match handoff::stream(&mut io, stream).await {
             handoff::Ended::Finished if !pipelined && !*closing.borrow() => {}
             _ => return,
