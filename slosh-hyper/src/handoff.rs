@@ -227,3 +227,126 @@ async fn write_chunks(io: &mut Guarded<TcpStream>, chunks: Vec<Bytes>) -> io::Re
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use slosh_core::Hub;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A server on a free port, its address, and the task to abort after.
+    async fn serve() -> (Hub, std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        let hub = Hub::builder().build();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn({
+            let hub = hub.clone();
+            async move {
+                let _ = crate::serve(listener, hub, std::future::pending()).await;
+            }
+        });
+        (hub, addr, server)
+    }
+
+    /// Sends one request on its own connection and reads the answer whole.
+    async fn request(addr: std::net::SocketAddr, head: &str) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        read_until(&mut stream, &mut answer, "\r\n\r\n").await;
+        answer
+    }
+
+    async fn read_until(stream: &mut TcpStream, seen: &mut String, needle: &str) {
+        let mut buf = [0u8; 4096];
+        while !seen.contains(needle) {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {needle:?}; got {seen:?}"))
+                .unwrap();
+            assert!(n > 0, "closed before {needle:?}; got {seen:?}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+
+    async fn wait_for_subscribers(hub: &Hub, topic: &str, n: u64) {
+        for _ in 0..500 {
+            if hub.info(topic).is_some_and(|info| info["subscribers"] == n) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{topic} never had {n} subscribers: {:?}", hub.info(topic));
+    }
+
+    #[tokio::test]
+    async fn a_handed_off_stream_is_chunked_and_its_connection_serves_the_next_request() {
+        let (_hub, addr, server) = serve().await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /topics/kept.sse HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        read_until(&mut stream, &mut seen, "retry: 3000\n\n\r\n").await;
+        assert!(seen.starts_with("HTTP/1.1 200 OK\r\n"), "{seen}");
+        assert!(
+            seen.contains("content-type: text/event-stream\r\n"),
+            "{seen}"
+        );
+        assert!(seen.contains("transfer-encoding: chunked\r\n"), "{seen}");
+        assert!(seen.contains("\r\ndate: "), "{seen}");
+        let post = "POST /topics/kept HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 1\r\n\r\n7";
+        assert!(request(addr, post).await.starts_with("HTTP/1.1 200"));
+        read_until(&mut stream, &mut seen, "\r\nid: 1\ndata: 7\n\n\r\n").await;
+        let delete = "DELETE /topics/kept HTTP/1.1\r\nHost: test\r\n\r\n";
+        assert!(request(addr, delete).await.starts_with("HTTP/1.1 200"));
+        read_until(&mut stream, &mut seen, "\r\n0\r\n\r\n").await;
+        // Keep-alive: the same connection answers another request.
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut next = String::new();
+        read_until(&mut stream, &mut next, "\r\n\r\n").await;
+        assert!(next.starts_with("HTTP/1.1 200"), "{next}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_handed_off_stream_stops_counting_as_soon_as_its_reader_closes() {
+        let (hub, addr, server) = serve().await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /topics/left.sse HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        read_until(&mut stream, &mut seen, "retry: 3000").await;
+        wait_for_subscribers(&hub, "left", 1).await;
+        drop(stream);
+        // No publish: the close is seen on the socket, not at a write.
+        wait_for_subscribers(&hub, "left", 0).await;
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn an_http_1_0_stream_is_still_served_through_hyper() {
+        let (_hub, addr, server) = serve().await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /topics/old.sse HTTP/1.0\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        read_until(&mut stream, &mut seen, "retry: 3000\n\n").await;
+        assert!(
+            seen.contains("content-type: text/event-stream\r\n"),
+            "{seen}"
+        );
+        assert!(!seen.contains("transfer-encoding"), "{seen}");
+        server.abort();
+    }
+}
