@@ -11,7 +11,9 @@
 //!   only when hyper can write them, so a slow reader never makes the server
 //!   buffer on its behalf; while a write is blocked, the connection's socket
 //!   (`stall.rs`) watches core's [`slosh_core::Stall`] and drops a reader
-//!   that falls `max_unsent` behind;
+//!   that falls `max_unsent` behind; under [`serve`], an HTTP/1.1 `GET`
+//!   stream is instead taken off hyper and written on the bare socket
+//!   (`handoff.rs`), so an idle subscriber holds none of hyper's buffers;
 //! - a WebSocket is answered `101` and handed to a task (`websocket.rs`)
 //!   that frames core's [`slosh_core::Socket`] with tokio-tungstenite;
 //! - a static file is opened at the canonical path core resolved and read
@@ -38,6 +40,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod handoff;
 mod stall;
 mod websocket;
 
@@ -50,6 +53,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use handoff::HandoffSlot;
 use http_body::Frame;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -61,7 +65,7 @@ use slosh_core::{
 };
 use stall::{Guarded, StallSlot};
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 
@@ -83,6 +87,9 @@ pub struct Slosh {
     /// [`serve_with`]: a WebSocket keeps it after the upgrade, so sockets
     /// count as connections and shutdown waits for their close frames.
     permit: Option<Arc<OwnedSemaphorePermit>>,
+    /// Set by [`serve_with`] per connection: where an event stream is left
+    /// for the connection task to serve without hyper (`handoff.rs`).
+    handoff: Option<HandoffSlot>,
 }
 
 impl Slosh {
@@ -92,6 +99,7 @@ impl Slosh {
             hub,
             stall: None,
             permit: None,
+            handoff: None,
         }
     }
 
@@ -130,6 +138,14 @@ impl Slosh {
             Outcome::Respond(response) => whole(response),
             Outcome::Park(poll) => whole(park(poll).await),
             Outcome::Stream(stream) => {
+                if let Some(slot) = &self.handoff {
+                    if handoff::can_hand_off(&parts) {
+                        slot.put(stream);
+                        // The connection task takes the connection from
+                        // hyper, dropping this future with it.
+                        return std::future::pending().await;
+                    }
+                }
                 let head = stream.head();
                 convert(head, BoxBody::new(SseBody::new(stream, self.stall.clone())))
             }
@@ -456,29 +472,18 @@ pub async fn serve_with(
                 let _ = tcp.set_nodelay(true);
                 let slot = StallSlot::default();
                 let permit = Arc::new(permit);
+                let handoff = HandoffSlot::default();
                 let service = Slosh {
                     hub: hub.clone(),
                     stall: Some(slot.clone()),
                     permit: Some(Arc::clone(&permit)),
+                    handoff: Some(handoff.clone()),
                 };
-                let connection = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(options.header_timeout)
-                    .serve_connection(TokioIo::new(Guarded::new(tcp, slot)), service)
-                    .with_upgrades();
-                let mut closing = closing.subscribe();
+                let io = Guarded::new(tcp, slot);
+                let closing = closing.subscribe();
+                let header_timeout = options.header_timeout;
                 tokio::spawn(async move {
-                    tokio::pin!(connection);
-                    let ended = tokio::select! {
-                        ended = connection.as_mut() => ended,
-                        _ = closing.changed() => {
-                            connection.as_mut().graceful_shutdown();
-                            connection.await
-                        }
-                    };
-                    if let Err(error) = ended {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
+                    serve_connection(io, service, handoff, header_timeout, closing).await;
                     drop(permit);
                 });
             }
@@ -497,6 +502,78 @@ pub async fn serve_with(
     }
     sweeper.abort();
     Ok(())
+}
+
+/// hyper's connection future, as [`serve_connection`] drives it.
+type HttpConnection = http1::UpgradeableConnection<TokioIo<Guarded<TcpStream>>, Slosh>;
+
+/// Serves one connection: its requests through hyper until one is an event
+/// stream the service hands off; that is served on the bare socket
+/// (`handoff.rs`), then hyper takes the next request.
+async fn serve_connection(
+    mut io: Guarded<TcpStream>,
+    mut service: Slosh,
+    handoff: HandoffSlot,
+    header_timeout: Duration,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        // Boxed so that the task, which lives as long as the connection,
+        // is only as large as an idle stream needs: hyper's state (and its
+        // buffers) are freed when a stream is handed off.
+        let mut http: Pin<Box<HttpConnection>> = Box::pin(
+            http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades(),
+        );
+        let handed = tokio::select! {
+            handed = until_handoff(http.as_mut(), &handoff) => handed,
+            _ = closing.changed() => {
+                http.as_mut().graceful_shutdown();
+                until_handoff(http.as_mut(), &handoff).await
+            }
+        };
+        let Some(stream) = handed else { return };
+        // `None` only after an upgrade, which a stream is not.
+        let Some(parts) = Pin::into_inner(http).into_parts() else {
+            return;
+        };
+        io = parts.io.into_inner();
+        service = parts.service;
+        // Bytes the client sent after its stream request would be the next
+        // request; hyper cannot be given them back, so such a connection
+        // closes when the stream ends. Dropped here, not kept across the
+        // stream: even empty, it holds hyper's whole 8 KiB read buffer.
+        let pipelined = !parts.read_buf.is_empty();
+        drop(parts.read_buf);
+        match handoff::stream(&mut io, stream).await {
+            handoff::Ended::Finished if !pipelined && !*closing.borrow() => {}
+            _ => return,
+        }
+    }
+}
+
+/// Drives hyper until the connection ends (`None`) or the service hands
+/// off an event stream.
+async fn until_handoff(
+    mut http: Pin<&mut HttpConnection>,
+    handoff: &HandoffSlot,
+) -> Option<EventStream> {
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(ended) = http.as_mut().poll(cx) {
+            if let Err(error) = ended {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            return Poll::Ready(None);
+        }
+        // The service put it there during the poll above.
+        handoff
+            .take()
+            .map_or(Poll::Pending, |stream| Poll::Ready(Some(stream)))
+    })
+    .await
 }
 
 /// The sweeper: removes idle topics and expired sessions when the hub asks.

@@ -62,6 +62,23 @@ impl<T> Guarded<T> {
         }
     }
 
+    /// The socket itself, for what the wrapper does not forward (peeking).
+    pub(crate) fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    /// Watches `stall` from now on: for a stream served on this socket
+    /// directly rather than through the connection's service.
+    pub(crate) fn watch(&mut self, stall: Stall) {
+        self.slot.watch(stall);
+    }
+
+    /// Stops watching: the stream ended.
+    pub(crate) fn unwatch(&mut self) {
+        self.slot.clear();
+        self.listener = None;
+    }
+
     /// Called when a write would block: registers for the next publish, or
     /// fails if the subscriber is already over.
     fn blocked(&mut self, cx: &mut Context<'_>) -> io::Result<()> {

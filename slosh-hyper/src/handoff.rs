@@ -1,0 +1,352 @@
+//! Serving an SSE stream without hyper's per-connection buffers.
+//!
+//! hyper keeps two 8 KiB buffers for every HTTP/1 connection for as long
+//! as the connection lives: the read buffer (reserved at the first read
+//! and refilled before every later one) and the write buffer for response
+//! heads (allocated when the connection is made). Each holds a few hundred
+//! bytes of a request or response head, so each keeps at least one page
+//! resident: about 8 KiB of RSS per connection that no builder option
+//! shrinks (`max_buf_size` cannot go under 8 KiB). For an idle SSE
+//! subscriber that was two thirds of its 12.4 KB (see `benches/README.md`).
+//!
+//! So when [`serve_with`](crate::serve_with) serves a connection, an SSE
+//! subscription on it is handed off: the service leaves the
+//! [`EventStream`] in the connection's [`HandoffSlot`] and never answers;
+//! the connection task sees it, takes hyper's connection apart
+//! (`into_parts`, which frees hyper's buffers and its connection state) and
+//! runs [`stream`] on the bare socket. That writes core's head and chunks
+//! in HTTP/1.1 chunked framing straight from core's shared `Bytes`, so an
+//! idle subscriber holds its socket, its stream, one listener and one
+//! timer entry. When the stream ends, the connection goes back to hyper
+//! for the next request, as keep-alive would have it.
+//!
+//! Only a `GET` over HTTP/1.1 that does not ask to close is handed off;
+//! anything else (and a [`Slosh`](crate::Slosh) mounted elsewhere) streams
+//! through hyper as before.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+use std::time::{Instant, SystemTime};
+
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::header::{HeaderName, HeaderValue};
+use slosh_core::{EventStream, StreamStep};
+use tokio::io::{AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::stall::Guarded;
+
+/// Where the service leaves an SSE stream for its connection task to
+/// serve on the bare socket. One per connection.
+#[derive(Clone, Default, Debug)]
+pub(crate) struct HandoffSlot(Arc<Mutex<Option<EventStream>>>);
+
+impl HandoffSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<EventStream>> {
+        // Only ever replaced whole, so a poisoned value is still sound.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The service hands `stream` over (and then never answers).
+    pub(crate) fn put(&self, stream: EventStream) {
+        *self.lock() = Some(stream);
+    }
+
+    /// The connection task takes the stream handed over, if any.
+    pub(crate) fn take(&self) -> Option<EventStream> {
+        self.lock().take()
+    }
+}
+
+/// Whether a request may be handed off: hyper answers the rest, because
+/// they need framing other than HTTP/1.1 chunked with keep-alive (`HEAD`,
+/// HTTP/1.0, `Connection: close`).
+pub(crate) fn can_hand_off(parts: &hyper::http::request::Parts) -> bool {
+    parts.method == hyper::Method::GET
+        && parts.version == hyper::Version::HTTP_11
+        && !parts
+            .headers
+            .get_all(hyper::header::CONNECTION)
+            .iter()
+            .any(|value| {
+                value
+                    .to_str()
+                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+            })
+}
+
+/// How a handed-off stream ended.
+pub(crate) enum Ended {
+    /// Core ended it and the last chunk went out: the connection may serve
+    /// another request.
+    Finished,
+    /// The reader went away, was dropped as too slow, or a write failed:
+    /// close the connection.
+    Broken,
+}
+
+/// Serves `stream` on `io`: core's head, then its chunks as HTTP/1.1
+/// chunks, until core ends it or the reader goes away.
+pub(crate) async fn stream(io: &mut Guarded<TcpStream>, mut stream: EventStream) -> Ended {
+    io.watch(stream.stall());
+    let ended = serve(io, &mut stream).await;
+    io.unwatch();
+    match ended {
+        Ok(true) => Ended::Finished,
+        Ok(false) | Err(_) => Ended::Broken,
+    }
+}
+
+/// The loop of [`stream`]: `Ok(true)` when core ended the stream and the
+/// last chunk is written, `Ok(false)` when the reader closed.
+async fn serve(io: &mut Guarded<TcpStream>, stream: &mut EventStream) -> io::Result<bool> {
+    io.write_all(&head(stream)).await?;
+    // Once the client sends anything (it has no business to on an event
+    // stream) its socket stays readable, so stop looking for its close
+    // there and notice it at the next write instead, as hyper does.
+    let mut watch_reads = true;
+    loop {
+        match stream.poll(Instant::now()) {
+            StreamStep::Send(chunks) => write_chunks(io, chunks.0).await?,
+            StreamStep::Wait(mut listener, at) => {
+                // Not boxed: it lives in the connection task, which is
+                // allocated once, and is re-armed only per wait.
+                let sleep = tokio::time::sleep_until(at.into());
+                tokio::pin!(sleep);
+                let closed = std::future::poll_fn(|cx| {
+                    if Pin::new(&mut listener).poll(cx).is_ready()
+                        || sleep.as_mut().poll(cx).is_ready()
+                    {
+                        return Poll::Ready(false);
+                    }
+                    if watch_reads {
+                        let mut byte = [0u8; 1];
+                        match io.get_ref().poll_peek(cx, &mut ReadBuf::new(&mut byte)) {
+                            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(true),
+                            Poll::Ready(Ok(_)) => watch_reads = false,
+                            Poll::Pending => {}
+                        }
+                    }
+                    Poll::Pending
+                })
+                .await;
+                if closed {
+                    return Ok(false);
+                }
+            }
+            StreamStep::End(_) => {
+                io.write_all(b"0\r\n\r\n").await?;
+                io.flush().await?;
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// Core's head as hyper would write it for a chunked body: header names
+/// lower-cased, a `date`, and `transfer-encoding: chunked`.
+fn head(stream: &EventStream) -> Vec<u8> {
+    let head = stream.head();
+    let status = hyper::StatusCode::from_u16(head.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in head.headers {
+        // The same rule as `convert`: a header that would be malformed on
+        // the wire is dropped.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::try_from(value),
+        ) {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"transfer-encoding: chunked\r\ndate: ");
+    out.extend_from_slice(httpdate::fmt_http_date(SystemTime::now()).as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    out
+}
+
+/// At most this many pieces go to one `writev`, as hyper does.
+const MAX_PIECES: usize = 64;
+
+/// Writes `chunks` as HTTP/1.1 chunks: each its size line, itself and a
+/// CRLF, gathered into as few `writev` calls as the socket allows. The
+/// messages are core's shared encodings, written from where they are.
+async fn write_chunks(io: &mut Guarded<TcpStream>, chunks: Vec<Bytes>) -> io::Result<()> {
+    let mut sizes = BytesMut::with_capacity(chunks.len() * 6);
+    let mut pieces = Vec::with_capacity(chunks.len() * 3);
+    for chunk in chunks {
+        if chunk.is_empty() {
+            // A zero-size chunk would end the body.
+            continue;
+        }
+        sizes.extend_from_slice(format!("{:X}\r\n", chunk.len()).as_bytes());
+        pieces.push(sizes.split().freeze());
+        pieces.push(chunk);
+        pieces.push(Bytes::from_static(b"\r\n"));
+    }
+    let mut first = 0;
+    while first < pieces.len() {
+        let written = std::future::poll_fn(|cx| {
+            // On the stack only for this poll, so the task never holds it
+            // across a wait.
+            let mut slices = [IoSlice::new(&[]); MAX_PIECES];
+            let mut count = 0;
+            for (slot, piece) in slices.iter_mut().zip(&pieces[first..]) {
+                *slot = IoSlice::new(piece);
+                count += 1;
+            }
+            Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count])
+        })
+        .await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let mut left = written;
+        while left > 0 {
+            let piece = &mut pieces[first];
+            if left >= piece.len() {
+                left -= piece.len();
+                first += 1;
+            } else {
+                piece.advance(left);
+                left = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use slosh_core::Hub;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A server on a free port, its address, and the task to abort after.
+    async fn serve() -> (Hub, std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        let hub = Hub::builder().build();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn({
+            let hub = hub.clone();
+            async move {
+                let _ = crate::serve(listener, hub, std::future::pending()).await;
+            }
+        });
+        (hub, addr, server)
+    }
+
+    /// Sends one request on its own connection and reads the answer whole.
+    async fn request(addr: std::net::SocketAddr, head: &str) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        read_until(&mut stream, &mut answer, "\r\n\r\n").await;
+        answer
+    }
+
+    async fn read_until(stream: &mut TcpStream, seen: &mut String, needle: &str) {
+        let mut buf = [0u8; 4096];
+        while !seen.contains(needle) {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {needle:?}; got {seen:?}"))
+                .unwrap();
+            assert!(n > 0, "closed before {needle:?}; got {seen:?}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+
+    async fn wait_for_subscribers(hub: &Hub, topic: &str, n: u64) {
+        for _ in 0..500 {
+            if hub.info(topic).is_some_and(|info| info["subscribers"] == n) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{topic} never had {n} subscribers: {:?}", hub.info(topic));
+    }
+
+    #[tokio::test]
+    async fn a_handed_off_stream_is_chunked_and_its_connection_serves_the_next_request() {
+        let (_hub, addr, server) = serve().await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /topics/kept.sse HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        read_until(&mut stream, &mut seen, "retry: 3000\n\n\r\n").await;
+        assert!(seen.starts_with("HTTP/1.1 200 OK\r\n"), "{seen}");
+        assert!(
+            seen.contains("content-type: text/event-stream\r\n"),
+            "{seen}"
+        );
+        assert!(seen.contains("transfer-encoding: chunked\r\n"), "{seen}");
+        assert!(seen.contains("\r\ndate: "), "{seen}");
+        let post = "POST /topics/kept HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 1\r\n\r\n7";
+        assert!(request(addr, post).await.starts_with("HTTP/1.1 200"));
+        read_until(&mut stream, &mut seen, "\r\nid: 1\ndata: 7\n\n\r\n").await;
+        let delete = "DELETE /topics/kept HTTP/1.1\r\nHost: test\r\n\r\n";
+        assert!(request(addr, delete).await.starts_with("HTTP/1.1 200"));
+        read_until(&mut stream, &mut seen, "\r\n0\r\n\r\n").await;
+        // Keep-alive: the same connection answers another request.
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut next = String::new();
+        read_until(&mut stream, &mut next, "\r\n\r\n").await;
+        assert!(next.starts_with("HTTP/1.1 200"), "{next}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_handed_off_stream_stops_counting_as_soon_as_its_reader_closes() {
+        let (hub, addr, server) = serve().await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /topics/left.sse HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        read_until(&mut stream, &mut seen, "retry: 3000").await;
+        wait_for_subscribers(&hub, "left", 1).await;
+        drop(stream);
+        // No publish: the close is seen on the socket, not at a write.
+        wait_for_subscribers(&hub, "left", 0).await;
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn an_http_1_0_stream_is_still_served_through_hyper() {
+        let (_hub, addr, server) = serve().await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /topics/old.sse HTTP/1.0\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        read_until(&mut stream, &mut seen, "retry: 3000\n\n").await;
+        assert!(
+            seen.contains("content-type: text/event-stream\r\n"),
+            "{seen}"
+        );
+        assert!(!seen.contains("transfer-encoding"), "{seen}");
+        server.abort();
+    }
+}
