@@ -70,18 +70,20 @@ use std::convert::Infallible;
 use std::future::{poll_fn, Future};
 use std::io::{Read, Seek, SeekFrom};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use actix_web::body::SizedStream;
 use actix_web::http::StatusCode;
+use actix_web::rt::task::JoinHandle;
 use actix_web::rt::time::{sleep, sleep_until, Sleep};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpResponseBuilder, HttpServer};
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use slosh_core::files::CHUNK_SIZE;
 use slosh_core::{
-    EventListener, EventStream, Hub, LongPoll, Outcome, StaticFile, StreamStep, Wake,
+    EventListener, EventStream, Hub, LongPoll, Outcome, Stall, StaticFile, StreamStep, Wake,
 };
 
 pub use slosh_core;
@@ -313,25 +315,66 @@ fn whole(mut response: slosh_core::Response) -> HttpResponse {
 
 /// An SSE stream as an actix body: each chunk is pulled from core when
 /// actix asks for one, i.e. when the socket can take more.
+///
+/// While actix cannot write (the reader stopped reading) it does not poll
+/// the body at all, so a watcher task awaits core's [`Stall`] meanwhile and
+/// takes the stream away when the reader falls `max_unsent` behind: the
+/// subscriber is dropped and counted at once, and the body ends when actix
+/// next polls it. actix owns the connection, so the socket itself closes
+/// only when the client reads again or goes away; memory stays bounded by
+/// actix's write buffer either way.
 struct SseBody {
-    stream: EventStream,
+    stream: Arc<Mutex<Option<EventStream>>>,
     /// The rest of core's last step, handed to actix one piece at a time:
     /// each is a message's shared encoding, so nothing is copied.
     pending: VecDeque<Bytes>,
     listener: Option<EventListener>,
     /// The next heartbeat; reset rather than reallocated per wait.
     sleep: Pin<Box<Sleep>>,
+    /// The stall watcher, stopped with the body.
+    watcher: JoinHandle<()>,
 }
 
 impl SseBody {
     fn new(stream: EventStream) -> SseBody {
+        let stall = stream.stall();
+        let stream = Arc::new(Mutex::new(Some(stream)));
+        let watcher = actix_web::rt::spawn(watch_stall(stall, Arc::downgrade(&stream)));
         SseBody {
             stream,
             pending: VecDeque::new(),
             listener: None,
             sleep: Box::pin(sleep(Duration::ZERO)),
+            watcher,
         }
     }
+}
+
+impl Drop for SseBody {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
+
+/// Ends `stream` when core says its subscriber is over without it being
+/// polled (too slow, topic gone, shutdown).
+async fn watch_stall(stall: Stall, stream: Weak<Mutex<Option<EventStream>>>) {
+    loop {
+        match stall.check() {
+            Wake::Ready(_) => {
+                if let Some(stream) = stream.upgrade() {
+                    drop(lock(&stream).take());
+                }
+                return;
+            }
+            Wake::Wait(listener) => listener.await,
+        }
+    }
+}
+
+fn lock(stream: &Mutex<Option<EventStream>>) -> MutexGuard<'_, Option<EventStream>> {
+    // Only `take` and `poll` run under it; neither leaves it half-changed.
+    stream.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Stream for SseBody {
@@ -351,7 +394,12 @@ impl Stream for SseBody {
                 }
                 this.listener = None;
             }
-            match this.stream.poll(Instant::now()) {
+            let step = match lock(&this.stream).as_mut() {
+                Some(stream) => stream.poll(Instant::now()),
+                // The watcher ended it.
+                None => return Poll::Ready(None),
+            };
+            match step {
                 StreamStep::Send(chunks) => this.pending.extend(chunks),
                 StreamStep::Wait(listener, at) => {
                     this.listener = Some(listener);
@@ -368,7 +416,9 @@ impl Stream for SseBody {
 fn send_file(file: StaticFile) -> HttpResponse {
     if !file.has_body() {
         // HEAD: the length of the body that a GET would get.
-        return builder(&file.head()).no_chunking(file.len()).finish();
+        // HEAD: the length a GET would get, and no body (actix never polls
+        // the body of an answer to HEAD).
+        return builder(&file.head()).body(SizedStream::new(file.len(), NoBody));
     }
     match std::fs::File::open(file.path()) {
         Ok(opened) => builder(&file.head()).body(SizedStream::new(
@@ -376,6 +426,17 @@ fn send_file(file: StaticFile) -> HttpResponse {
             FileBody::new(opened, file.len()),
         )),
         Err(_) => whole(file.gone()),
+    }
+}
+
+/// The body of an answer to `HEAD`.
+struct NoBody;
+
+impl Stream for NoBody {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Poll::Ready(None)
     }
 }
 
