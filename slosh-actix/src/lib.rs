@@ -116,9 +116,13 @@ pub fn mount_everything(hub: Hub) -> impl FnOnce(&mut web::ServiceConfig) {
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// How long a client may take to send its request head; a slower one is
-    /// disconnected (slowloris).
+    /// answered `408` and disconnected (slowloris). actix-http reads the time
+    /// from a clock it refreshes every 500 ms, so the cut comes up to half a
+    /// second early; keep this at a second or more.
     pub header_timeout: Duration,
-    /// Open connections at most, over all workers.
+    /// Open connections at most, over all workers. At the limit actix stops
+    /// accepting, so new connections wait in the listen backlog until one
+    /// closes (hyper's loop closes them at once instead).
     pub max_connections: usize,
     /// How long shutdown waits for open connections before giving up.
     pub grace: Duration,

@@ -4,6 +4,7 @@
 
 mod files;
 pub mod helpers;
+mod limits;
 mod long_poll;
 mod server;
 mod server_loop;
