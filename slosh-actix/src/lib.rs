@@ -239,7 +239,9 @@ async fn handle(request: HttpRequest, payload: web::Payload, hub: web::Data<Hub>
             Some(payload) => websocket::answer(socket, &request, payload),
             // Core read an upgrade where actix did not (a chunked body, a
             // list of protocols): actix will not hand the connection over.
-            None => whole(slosh_core::Response::error(&slosh_core::Error::BadUpgrade)),
+            None => whole(slosh_core::Response::error(&slosh_core::Error::BadUpgrade(
+                "a request without a body",
+            ))),
         },
     }
 }

@@ -60,13 +60,17 @@ pub(crate) fn is_upgrade_stream(request: &HttpRequest) -> bool {
 }
 
 /// Answers the upgrade request with core's head and starts the socket's
-/// task. actix-ws checks the handshake more strictly than core (RFC 6455's
-/// `Connection: Upgrade`, version 13, a 16-byte key); a request it refuses
-/// gets core's answer to a bad upgrade.
+/// task. Core has already checked the handshake by RFC 6455's rules, the
+/// same ones actix-ws checks, so actix-ws refusing it is not expected; if it
+/// does, the client gets core's answer to a bad upgrade.
 pub(crate) fn answer(socket: Socket, request: &HttpRequest, payload: web::Payload) -> HttpResponse {
     let (mut response, session, messages) = match actix_ws::handle(request, payload) {
         Ok(parts) => parts,
-        Err(_) => return crate::whole(slosh_core::Response::error(&slosh_core::Error::BadUpgrade)),
+        Err(_) => {
+            return crate::whole(slosh_core::Response::error(&slosh_core::Error::BadUpgrade(
+                "a handshake by RFC 6455",
+            )))
+        }
     };
     // actix-ws derived the accept value from the same key core read; the
     // rest of the head is core's. The response keeps actix-ws's body and

@@ -83,9 +83,10 @@ pub enum Error {
     /// The server is shutting down.
     #[error("the server is shutting down: try again in a moment")]
     ShuttingDown,
-    /// A WebSocket upgrade without `Sec-WebSocket-Key`.
-    #[error("a WebSocket upgrade needs the header Sec-WebSocket-Key")]
-    BadUpgrade,
+    /// A WebSocket upgrade that breaks RFC 6455's handshake rules; the
+    /// text names the header it needs.
+    #[error("a WebSocket upgrade needs {0}")]
+    BadUpgrade(&'static str),
     /// A binary frame on a WebSocket: messages are JSON text.
     #[error("binary frames are not published: send the message as JSON in a text frame")]
     BinaryFrame,
@@ -104,7 +105,7 @@ impl Error {
             | Error::BadLastEventId(_)
             | Error::DuplicateCursor
             | Error::BadPath
-            | Error::BadUpgrade => 400,
+            | Error::BadUpgrade(_) => 400,
             Error::Decode(DecodeError::UnsupportedType(_)) | Error::BinaryFrame => 415,
             Error::Decode(_) | Error::Unserializable(_) | Error::BodyUnreadable => 400,
             Error::TooLarge { .. } => 413,
@@ -127,7 +128,7 @@ impl Error {
             Error::Decode(DecodeError::UnsupportedType(_)) | Error::BinaryFrame => {
                 "unsupported_type"
             }
-            Error::BadUpgrade => "bad_upgrade",
+            Error::BadUpgrade(_) => "bad_upgrade",
             Error::Decode(DecodeError::Empty) => "empty",
             Error::Decode(_) | Error::Unserializable(_) | Error::BodyUnreadable => "bad_body",
             Error::TooLarge { .. } => "too_large",
@@ -214,7 +215,7 @@ mod tests {
             Error::TooManySubscribers { limit: 1 },
             Error::ShuttingDown,
             Error::StreamsUnsupported,
-            Error::BadUpgrade,
+            Error::BadUpgrade("Connection: Upgrade"),
             Error::BinaryFrame,
         ];
         for error in samples {

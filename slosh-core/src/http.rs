@@ -59,6 +59,10 @@ pub struct Request<'a> {
     pub upgrade: Option<&'a str>,
     /// `Sec-WebSocket-Key`, which a WebSocket upgrade must carry.
     pub websocket_key: Option<&'a str>,
+    /// `Sec-WebSocket-Version`, which must be `13` on an upgrade.
+    pub websocket_version: Option<&'a str>,
+    /// `Connection`, which must list `upgrade` on an upgrade.
+    pub connection: Option<&'a str>,
     /// The body, read up to [`Hub::body_limit`].
     pub body: Body,
 }
@@ -110,6 +114,10 @@ impl<'a> Request<'a> {
             &mut self.upgrade
         } else if name.eq_ignore_ascii_case("sec-websocket-key") {
             &mut self.websocket_key
+        } else if name.eq_ignore_ascii_case("sec-websocket-version") {
+            &mut self.websocket_version
+        } else if name.eq_ignore_ascii_case("connection") {
+            &mut self.connection
         } else {
             return;
         };

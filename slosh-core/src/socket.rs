@@ -103,10 +103,7 @@ impl Hub {
         name: &str,
         now: Instant,
     ) -> Result<Outcome, Error> {
-        let key = match request.websocket_key {
-            Some(key) if !key.trim().is_empty() => key.trim().to_string(),
-            _ => return Err(Error::BadUpgrade),
-        };
+        let key = check_handshake(request)?.to_string();
         let resume = request.cursor_param()?;
         if self.is_shutting_down() {
             return Err(Error::ShuttingDown);
@@ -123,6 +120,47 @@ impl Hub {
             key,
         }))
     }
+}
+
+/// RFC 6455 section 4.2.1's rules for the opening handshake, checked here so
+/// every adapter accepts and refuses the same requests (a WebSocket library
+/// behind an adapter may check less, or more). Returns the key.
+fn check_handshake<'a>(request: &Request<'a>) -> Result<&'a str, Error> {
+    let lists = |value: Option<&str>, token: &str| {
+        value.is_some_and(|value| {
+            value
+                .split(',')
+                .any(|item| item.trim().eq_ignore_ascii_case(token))
+        })
+    };
+    if request.method != "GET" {
+        return Err(Error::BadUpgrade("the GET method"));
+    }
+    if !lists(request.connection, "upgrade") {
+        return Err(Error::BadUpgrade("the header Connection: Upgrade"));
+    }
+    if request.websocket_version.map(str::trim) != Some("13") {
+        return Err(Error::BadUpgrade("the header Sec-WebSocket-Version: 13"));
+    }
+    match request.websocket_key.map(str::trim) {
+        Some(key) if is_websocket_key(key) => Ok(key),
+        _ => Err(Error::BadUpgrade(
+            "the header Sec-WebSocket-Key: 16 random bytes in base64 (24 characters)",
+        )),
+    }
+}
+
+/// Whether `key` is 16 bytes in canonical padded base64: 21 characters of
+/// the alphabet, a 22nd carrying only 2 bits (so its low 4 are zero), `==`.
+fn is_websocket_key(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    let Some((body, padding)) = bytes.split_at_checked(22) else {
+        return false;
+    };
+    let in_alphabet = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/';
+    padding == b"=="
+        && body.iter().all(in_alphabet)
+        && body.last().is_some_and(|last| b"AQgw".contains(last))
 }
 
 impl Socket {

@@ -36,13 +36,17 @@ fn stream(hub: &Hub, target: &str, now: Instant) -> EventStream {
     }
 }
 
+/// A request with the headers of RFC 6455's opening handshake.
+fn handshake(request: Request<'_>) -> Request<'_> {
+    request
+        .with_header("Upgrade", "websocket")
+        .with_header("Connection", "keep-alive, Upgrade")
+        .with_header("Sec-WebSocket-Version", "13")
+        .with_header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+}
+
 fn socket(hub: &Hub, request: Request<'_>, now: Instant) -> Socket {
-    match hub.handle(
-        request
-            .with_header("Upgrade", "websocket")
-            .with_header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-        now,
-    ) {
+    match hub.handle(handshake(request), now) {
         Outcome::Socket(socket) => socket,
         other => panic!("expected a socket, got {other:?}"),
     }
@@ -299,12 +303,7 @@ fn a_socket_closes_going_away_on_delete_and_shutdown() {
     hub.shutdown();
     assert!(matches!(socket.poll(now), SocketStep::Close(1001, _)));
     let refused = hub
-        .handle(
-            Request::new("GET", "/topics/u")
-                .with_header("Upgrade", "websocket")
-                .with_header("Sec-WebSocket-Key", "k"),
-            now,
-        )
+        .handle(handshake(Request::new("GET", "/topics/u")), now)
         .into_response()
         .unwrap();
     assert_eq!(refused.status, 503);
@@ -352,14 +351,7 @@ fn a_socket_pings_after_each_idle_heartbeat() {
 fn an_upgrade_is_a_socket_only_on_the_bare_or_json_url_and_needs_a_key() {
     let hub = Hub::default();
     let now = Instant::now();
-    let upgrade = |target| {
-        hub.handle(
-            Request::new("GET", target)
-                .with_header("Upgrade", "websocket")
-                .with_header("Sec-WebSocket-Key", "k"),
-            now,
-        )
-    };
+    let upgrade = |target| hub.handle(handshake(Request::new("GET", target)), now);
     assert!(matches!(upgrade("/topics/a"), Outcome::Socket(_)));
     assert!(matches!(upgrade("/topics/a.json"), Outcome::Socket(_)));
     assert!(matches!(upgrade("/topics/a.sse"), Outcome::Stream(_)));
@@ -376,6 +368,79 @@ fn an_upgrade_is_a_socket_only_on_the_bare_or_json_url_and_needs_a_key() {
         .into_response()
         .unwrap();
     assert_eq!(keyless.status, 400);
+}
+
+/// Each rule of RFC 6455's handshake, broken alone, is a `400` naming the
+/// header; core checks them so both frontends refuse the same requests.
+#[test]
+fn a_handshake_breaking_one_rule_is_refused_naming_the_header() {
+    let hub = Hub::default();
+    let now = Instant::now();
+    let answer = |headers: &[(&str, &str)]| {
+        let mut request = Request::new("GET", "/topics/a").with_header("Upgrade", "websocket");
+        for (name, value) in headers {
+            request.header(name, value);
+        }
+        match hub.handle(request, now) {
+            Outcome::Socket(_) => (101, String::new()),
+            other => {
+                let response = other.into_response().unwrap();
+                let body = String::from_utf8(response.body.to_vec()).unwrap();
+                (response.status, body)
+            }
+        }
+    };
+    let good = [
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    assert_eq!(answer(&good).0, 101);
+    let without = |skip: &str| -> Vec<(&str, &str)> {
+        good.iter()
+            .copied()
+            .filter(|(name, _)| *name != skip)
+            .collect()
+    };
+    let with = |name: &'static str, value: &'static str| -> Vec<(&'static str, &'static str)> {
+        let mut headers = vec![(name, value)];
+        headers.extend(good.iter().copied().filter(|(n, _)| *n != name));
+        headers
+    };
+    for (headers, names) in [
+        (without("Connection"), "Connection"),
+        (with("Connection", "keep-alive"), "Connection"),
+        (without("Sec-WebSocket-Version"), "Sec-WebSocket-Version"),
+        (with("Sec-WebSocket-Version", "8"), "Sec-WebSocket-Version"),
+        (without("Sec-WebSocket-Key"), "Sec-WebSocket-Key"),
+        (with("Sec-WebSocket-Key", "k"), "Sec-WebSocket-Key"),
+        // 24 characters but 17 bytes' worth of bits in the last one.
+        (
+            with("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZR=="),
+            "Sec-WebSocket-Key",
+        ),
+        (
+            with("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ="),
+            "Sec-WebSocket-Key",
+        ),
+        (
+            with("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25j*Q=="),
+            "Sec-WebSocket-Key",
+        ),
+    ] {
+        let (status, body) = answer(&headers);
+        assert_eq!(status, 400, "{headers:?}");
+        assert!(body.contains(names), "{headers:?}: {body}");
+        assert!(
+            body.contains("bad_upgrade") || body.contains("WebSocket"),
+            "{body}"
+        );
+    }
+    assert_eq!(answer(&with("Connection", "keep-alive, upgrade")).0, 101);
+    assert_eq!(
+        answer(&with("Sec-WebSocket-Key", "AAAAAAAAAAAAAAAAAAAAAA==")).0,
+        101
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use slosh_core::metrics::SubscriberKind;
 use slosh_core::Settings;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -264,4 +265,43 @@ async fn shutdown_closes_sockets_going_away() {
     let reader = tokio::spawn(async move { close_code(&mut ws).await });
     app.stop().await.unwrap();
     assert_eq!(reader.await.unwrap(), CloseCode::Away);
+}
+
+/// Core checks RFC 6455's handshake, so a request one rule short is refused
+/// the same way on every frontend, whatever its WebSocket library accepts.
+#[tokio::test]
+async fn an_upgrade_breaking_the_handshake_rules_is_400_and_opens_nothing() {
+    let app = spawn_app().await;
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade, close\r\n";
+    for (headers, named) in [
+        (format!("{upgrade}{key}"), "Sec-WebSocket-Version"),
+        (
+            format!("{upgrade}Sec-WebSocket-Version: 8\r\n{key}"),
+            "Sec-WebSocket-Version",
+        ),
+        (
+            format!(
+                "Upgrade: websocket\r\nConnection: close\r\nSec-WebSocket-Version: 13\r\n{key}"
+            ),
+            "Connection",
+        ),
+        (
+            format!("{upgrade}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n"),
+            "Sec-WebSocket-Key",
+        ),
+    ] {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        let head = format!("GET /topics/hs HTTP/1.1\r\nHost: test\r\n{headers}\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
+            .await
+            .expect("the server closed the connection")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&raw);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{headers:?}: {answer}");
+        assert!(answer.contains(named), "{headers:?}: {answer}");
+    }
+    assert_eq!(app.get("/topics/hs.info").await.status, 404);
 }
