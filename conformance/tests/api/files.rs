@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use slosh_core::Settings;
 
-use super::helpers::{spawn_app_with, App};
+use super::helpers::{host_owns_root, spawn_app_with, App};
 
 /// A folder tree under the system temp dir, removed on drop:
 ///
@@ -77,7 +77,9 @@ fn read(path: &Path) -> Vec<u8> {
 async fn the_root_and_a_folder_are_served_by_their_index_html() {
     let tree = Tree::new("index");
     let app = tree.serve().await;
-    let home = app.get("/").await;
+    let home = app
+        .get(if host_owns_root() { "/index.html" } else { "/" })
+        .await;
     assert_eq!((home.status, home.body.as_str()), (200, "<h1>home</h1>"));
     assert_eq!(
         home.header("content-type"),
@@ -208,7 +210,12 @@ async fn a_root_turns_the_demo_off_and_leaves_the_hub_urls_alone() {
     let tree = Tree::new("demo");
     let app = tree.serve().await;
     assert_eq!(app.get("/chat-json.html").await.status, 404);
-    assert_eq!(app.get("/").await.body, "<h1>home</h1>");
+    if host_owns_root() {
+        assert!(app.get("/").await.body.contains("<form"));
+        assert_eq!(app.get("/index.html").await.body, "<h1>home</h1>");
+    } else {
+        assert_eq!(app.get("/").await.body, "<h1>home</h1>");
+    }
     assert_eq!(app.get("/healthz").await.body, "ok");
     assert_eq!(app.post_form("t", "x=1").await.status, 200);
     assert_eq!(app.get("/topics/t.json?n=0").await.json()["max"], 1);

@@ -15,6 +15,21 @@ use tokio::task::JoinHandle;
 pub enum Frontend {
     Hyper,
     Actix,
+    /// The actix example application (`slosh-actix/examples/live_form`):
+    /// its own pages at `/`, `/form` and `/live`, slosh behind them.
+    Example,
+}
+
+/// The example application's routes, as its `main` serves them.
+#[allow(dead_code)] // its `serve` takes CLI flags; the suite passes settings
+#[path = "../../../slosh-actix/examples/live_form/app.rs"]
+mod example;
+
+/// Whether the application under test keeps `/` for a page of its own,
+/// as a host application does (so the demo or `--root` index is not there).
+#[allow(dead_code)]
+pub fn host_owns_root() -> bool {
+    crate::FRONTEND == Frontend::Example
 }
 
 /// How the server loop runs, for either frontend.
@@ -129,7 +144,7 @@ pub async fn spawn_frontend(frontend: Frontend, settings: Settings, options: Ser
                 stopped,
             )))
         }
-        Frontend::Actix => {
+        Frontend::Actix | Frontend::Example => {
             let options = slosh_actix::ServeOptions {
                 header_timeout: options.header_timeout,
                 max_connections: options.max_connections,
@@ -138,8 +153,20 @@ pub async fn spawn_frontend(frontend: Frontend, settings: Settings, options: Ser
             };
             let hub = hub.clone();
             Server::Thread(std::thread::spawn(move || {
-                actix_web::rt::System::new()
-                    .block_on(slosh_actix::serve_with(listener, hub, options, stopped))
+                actix_web::rt::System::new().block_on(async move {
+                    if frontend == Frontend::Example {
+                        slosh_actix::serve_app_with(
+                            listener,
+                            hub,
+                            options,
+                            example::routes,
+                            stopped,
+                        )
+                        .await
+                    } else {
+                        slosh_actix::serve_with(listener, hub, options, stopped).await
+                    }
+                })
             }))
         }
     };

@@ -2,7 +2,7 @@
 
 use slosh_core::Settings;
 
-use super::helpers::{spawn_app, spawn_app_with};
+use super::helpers::{host_owns_root, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_cors_preflight_is_answered_and_creates_no_topic() {
@@ -45,7 +45,13 @@ async fn health_metrics_and_the_demo_answer() {
         "{}",
         metrics.body
     );
-    let demo = app.get("/").await;
+    let demo = app
+        .get(if host_owns_root() {
+            "/chat-sse.html"
+        } else {
+            "/"
+        })
+        .await;
     assert_eq!(demo.status, 200);
     assert_eq!(
         demo.header("content-type"),
