@@ -204,11 +204,13 @@ pub async fn sweep(hub: Hub) {
 
 /// Answers one request to a slosh URL.
 async fn handle(request: HttpRequest, payload: web::Payload, hub: web::Data<Hub>) -> HttpResponse {
-    let (body, upgrade) = if websocket::is_upgrade_stream(&request) {
-        (slosh_core::Body::Empty, Some(payload))
+    let mut payload = payload;
+    let upgrading = websocket::is_upgrade_stream(&request);
+    let body = if upgrading {
+        slosh_core::Body::Empty
     } else {
-        match read_body(payload, hub.body_limit()).await {
-            Ok(body) => (body, None),
+        match read_body(&mut payload, hub.body_limit()).await {
+            Ok(body) => body,
             // The client stopped sending mid-body; core words the refusal.
             Err(()) => {
                 return whole(slosh_core::Response::error(
@@ -216,6 +218,13 @@ async fn handle(request: HttpRequest, payload: web::Payload, hub: web::Data<Hub>
                 ))
             }
         }
+    };
+    let (upgrade, unread) = if upgrading {
+        (Some(payload), None)
+    } else if matches!(body, slosh_core::Body::TooLarge) {
+        (None, Some(payload))
+    } else {
+        (None, None)
     };
     let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let mut core = slosh_core::Request::new(request.method().as_str(), target);
@@ -228,7 +237,10 @@ async fn handle(request: HttpRequest, payload: web::Payload, hub: web::Data<Hub>
         }
     }
     match hub.handle(core, Instant::now()) {
-        Outcome::Respond(response) => whole(response),
+        Outcome::Respond(response) => match unread {
+            Some(payload) => whole_unread(response, payload),
+            None => whole(response),
+        },
         Outcome::Park(poll) => whole(park(poll).await),
         Outcome::Stream(stream) => {
             let head = stream.head();
@@ -249,10 +261,10 @@ async fn handle(request: HttpRequest, payload: web::Payload, hub: web::Data<Hub>
 /// Reads the body up to `limit` bytes (inclusive). Past it, reading stops
 /// and core is told [`slosh_core::Body::TooLarge`], so an endless body never
 /// costs more than `limit` bytes of memory.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<slosh_core::Body, ()> {
+async fn read_body(payload: &mut web::Payload, limit: usize) -> Result<slosh_core::Body, ()> {
     let mut body = BytesMut::new();
     loop {
-        let chunk = poll_fn(|cx| Pin::new(&mut payload).poll_next(cx)).await;
+        let chunk = poll_fn(|cx| Pin::new(&mut *payload).poll_next(cx)).await;
         match chunk {
             None => break,
             Some(Ok(chunk)) => {
@@ -317,6 +329,37 @@ fn builder(response: &slosh_core::Response) -> HttpResponseBuilder {
 fn whole(mut response: slosh_core::Response) -> HttpResponse {
     let body = std::mem::take(&mut response.body);
     builder(&response).body(body)
+}
+
+/// [`whole`] for a request whose body was cut off unread (`413`). The
+/// payload rides along in the response body: actix reads a chunked body to
+/// its end once the handler has dropped the payload, however long it runs,
+/// but with the payload still held it closes the connection after the
+/// answer (after a 1 s linger) instead.
+fn whole_unread(mut response: slosh_core::Response, payload: web::Payload) -> HttpResponse {
+    let body = std::mem::take(&mut response.body);
+    let length = body.len() as u64;
+    builder(&response).body(SizedStream::new(
+        length,
+        Unread {
+            body: Some(body),
+            _payload: payload,
+        },
+    ))
+}
+
+/// A whole body that holds the request's unread payload until it is sent.
+struct Unread {
+    body: Option<Bytes>,
+    _payload: web::Payload,
+}
+
+impl Stream for Unread {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Poll::Ready(self.get_mut().body.take().map(Ok))
+    }
 }
 
 /// An SSE stream as an actix body: each chunk is pulled from core when

@@ -4,6 +4,7 @@
 
 mod files;
 pub mod helpers;
+mod hostile;
 mod limits;
 mod long_poll;
 mod server;
