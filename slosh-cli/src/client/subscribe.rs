@@ -176,22 +176,28 @@ impl Subscription {
 
     /// One connection attempt (and, for long-poll, one poll).
     async fn attempt(&mut self) -> Option<Outcome> {
-        let cursor = match self.cursor {
-            Some(cursor) => cursor,
-            None => match self.topic_max().await {
-                Ok(max) => {
-                    self.cursor = Some(max);
-                    max
-                }
-                Err(outcome) => return Some(outcome),
-            },
-        };
+        let long_poll = self.format != Format::Sse;
         if !self.connected {
             self.notices.say(format!(
                 "connecting to {}",
                 self.topic.with_suffix(self.format.suffix(), "")
             ));
         }
+        // `.info` gives the starting point when none was asked for; for a
+        // long-poll it also shows the server is up, where a parked poll
+        // would say nothing until a message came.
+        if self.cursor.is_none() || (long_poll && !self.connected) {
+            match self.topic_max().await {
+                Ok(max) => {
+                    self.cursor = Some(self.cursor.unwrap_or(max));
+                    if long_poll {
+                        self.now_connected();
+                    }
+                }
+                Err(outcome) => return Some(outcome),
+            }
+        }
+        let cursor = self.cursor.unwrap_or_default();
         match self.format {
             Format::Sse => self.open_stream(cursor).await,
             Format::Json | Format::Xml => self.poll(cursor).await,
