@@ -760,3 +760,92 @@ impl LossyServer {
         LossyServer { addr, hub, dropped }
     }
 }
+
+// --- A server that sends without end ------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_stops_at_max_body_when_a_server_sends_without_end() {
+    let addr = endless_server().await;
+    let url = format!("http://{addr}/topics/flood");
+    for format in ["sse", "json", "xml"] {
+        let (status, out, err) = run(
+            &[
+                "watch",
+                &url,
+                "--format",
+                format,
+                "--from",
+                "0",
+                "--max-body",
+                "4KiB",
+            ],
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(status.code(), Some(1), "{format}: {err}");
+        assert_eq!(out, "");
+        assert!(
+            err.contains("4096") && err.contains("--max-body"),
+            "{format}: {err}"
+        );
+    }
+}
+
+/// Answers `.info` with `max` 0, and anything else with a 200 whose body
+/// (one SSE line, or a long-poll answer) never ends, until the client
+/// hangs up.
+async fn endless_server() -> SocketAddr {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head);
+                if head.contains(".info") {
+                    let body = r#"{"topic":"flood","max":0}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                    return;
+                }
+                let (kind, start) = if head.contains(".sse") {
+                    ("text/event-stream", "id: 1\ndata: ")
+                } else if head.contains(".xml") {
+                    ("text/xml", "<res max=\"1\" saw=\"1\" delivering=\"1\"><p>")
+                } else {
+                    (
+                        "application/json",
+                        "{\"max\":1,\"saw\":1,\"delivering\":1,\"res\":[\"",
+                    )
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ntransfer-encoding: chunked\r\n\r\n"
+                );
+                let chunk = |text: &str| format!("{:x}\r\n{text}\r\n", text.len());
+                let mut out = head + &chunk(start);
+                let filler = chunk(&"x".repeat(16 * 1024));
+                loop {
+                    if stream.write_all(out.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    out.clone_from(&filler);
+                }
+            });
+        }
+    });
+    addr
+}

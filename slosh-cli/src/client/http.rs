@@ -45,12 +45,14 @@ pub(crate) enum Failure {
     NotSent(String),
     /// The request may have reached the server, and no (whole) answer came.
     NoAnswer(String),
+    /// The answer came, larger than the limit it was read with.
+    TooLarge(usize),
 }
 
 impl Failure {
     /// Whether the server may have acted on the request.
     pub(crate) fn maybe_processed(&self) -> bool {
-        matches!(self, Failure::NoAnswer(_))
+        matches!(self, Failure::NoAnswer(_) | Failure::TooLarge(_))
     }
 }
 
@@ -70,6 +72,10 @@ impl std::fmt::Display for Failure {
             }
             Failure::NotSent(error) => write!(f, "the request could not be sent: {error}"),
             Failure::NoAnswer(error) => write!(f, "no answer from the server: {error}"),
+            Failure::TooLarge(limit) => write!(
+                f,
+                "the server's answer is larger than {limit} bytes (raise --max-body to read it)"
+            ),
         }
     }
 }
@@ -282,9 +288,17 @@ impl Client {
         };
         let (sender, response) = response;
         let status = response.status();
-        let body = read_whole(response.into_body(), limit)
-            .await
-            .map_err(Failure::NoAnswer)?;
+        let body = match Limited::new(response.into_body(), limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                return Err(Failure::TooLarge(limit))
+            }
+            Err(error) => {
+                return Err(Failure::NoAnswer(format!(
+                    "the answer was cut short: {error}"
+                )))
+            }
+        };
         self.kept = Some((sender, Instant::now()));
         Ok(Answer { status, body })
     }
@@ -301,14 +315,12 @@ impl Client {
     }
 }
 
-/// Reads a body whole, refusing one over `limit` bytes.
-pub(crate) async fn read_whole(body: Incoming, limit: usize) -> Result<Bytes, String> {
+/// Reads a refusal's body, at most `limit` bytes of it (none if it is
+/// larger or broken: the status still says what happened).
+pub(crate) async fn read_refusal(body: Incoming, limit: usize) -> Bytes {
     match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(format!(
-            "the answer is larger than {limit} bytes (raise --max-body)"
-        )),
-        Err(error) => Err(format!("the answer was cut short: {error}")),
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => Bytes::new(),
     }
 }
 

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::{Method, StatusCode};
 use serde_json::value::RawValue;
 
-use super::http::{self, Client, SMALL_BODY};
+use super::http::{self, Client, Failure, SMALL_BODY};
 use super::notice::{seconds, Backoff, Notices};
 use super::sse;
 use super::target::Target;
@@ -258,9 +258,7 @@ impl Subscription {
             return None;
         }
         if status != StatusCode::OK {
-            let body = http::read_whole(response.into_body(), SMALL_BODY)
-                .await
-                .unwrap_or_default();
+            let body = http::read_refusal(response.into_body(), SMALL_BODY).await;
             return Some(refusal(status, &http::error_text(status, &body)));
         }
         let content_type = response
@@ -358,6 +356,9 @@ impl Subscription {
                 .await
             {
                 Err(_) => return None,
+                Ok(Err(failure @ Failure::TooLarge(_))) => {
+                    return Some(Outcome::Fatal(failure.to_string()))
+                }
                 Ok(Err(failure)) => return Some(Outcome::Retry(failure.to_string())),
                 Ok(Ok(answer)) => answer,
             };
