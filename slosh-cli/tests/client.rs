@@ -96,8 +96,7 @@ impl Server {
     /// A server with `settings`, its topics in `logs` when given (else in
     /// its own memory, gone when it stops).
     async fn start(settings: Settings, logs: Option<Logs>) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Server::serve(listener, settings, logs)
+        Server::serve(listener_to_restart().await, settings, logs)
     }
 
     fn serve(listener: TcpListener, settings: Settings, logs: Option<Logs>) -> Server {
@@ -145,8 +144,35 @@ impl Server {
     /// Starts again on the same address, over `logs` (a fresh memory store
     /// when `None`).
     async fn start_again(addr: SocketAddr, settings: Settings, logs: Option<Logs>) -> Server {
-        let listener = TcpListener::bind(addr).await.unwrap();
+        // A process another test is starting may hold a copy of the old
+        // listening socket between its fork and exec: try again briefly.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => break listener,
+                Err(error) if tokio::time::Instant::now() > deadline => {
+                    panic!("cannot listen on {addr} again: {error}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
         Server::serve(listener, settings, logs)
+    }
+}
+
+/// A listener on a port below the kernel's ephemeral range (32768 and up
+/// on Linux). A port from that range, once its server stops, may be taken
+/// as the local port of any outgoing connection (ours reconnecting to it,
+/// or another test's), and the restart could not bind it again.
+async fn listener_to_restart() -> TcpListener {
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        let port = 20_000 + (hasher.finish() % 12_000) as u16;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)).await {
+            return listener;
+        }
     }
 }
 
@@ -405,7 +431,8 @@ async fn publish_sends_the_token_from_the_flag_or_the_environment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_to_a_port_nobody_listens_on_asks_whether_the_server_runs() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // Outside the ephemeral range, so no connection takes it meanwhile.
+    let listener = listener_to_restart().await;
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let url = format!("http://{addr}/topics/x");
