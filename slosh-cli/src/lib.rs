@@ -10,11 +10,17 @@
 //!   every frontend writes.
 //! - [`run_server`] (feature `server`, on by default): binds, logs one
 //!   start line, serves with `slosh-hyper` until SIGINT/SIGTERM, logs one
-//!   stop line. Without the feature nothing of hyper or tokio is compiled.
+//!   stop line.
+//! - [`client`] (feature `client`, on by default): the verbs `publish`,
+//!   `watch` and `reflect`, a plain-HTTP client on hyper and tokio.
+//!
+//! Without both features nothing of hyper or tokio is compiled.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+#[cfg(feature = "client")]
+pub mod client;
 mod config;
 
 use std::ffi::OsString;
@@ -258,8 +264,8 @@ pub async fn run_server(args: ServeArgs) -> std::io::Result<()> {
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
-#[cfg(feature = "server")]
-async fn shutdown_signal() {
+#[cfg(any(feature = "server", feature = "client"))]
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

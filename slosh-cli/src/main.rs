@@ -1,19 +1,35 @@
-//! `slosh-cli`: the slosh server (`serve`).
+//! `slosh-cli`: the slosh server (`serve`) and its client verbs
+//! (`publish`, `watch`, `reflect`).
 
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
-use slosh_cli::{command, serve_args};
+use clap::FromArgMatches;
+use slosh_cli::{client, command, ServeArgs};
 
 fn main() -> ExitCode {
-    let args = serve_args(
+    let matches = client::add_verbs(
         command(
             "slosh-cli",
-            "slosh, a realtime web hub: POST into topic URLs, receive by long-poll.",
+            "slosh, a realtime web hub: POST into topic URLs, receive by long-poll or SSE.",
         )
         .version(env!("CARGO_PKG_VERSION")),
-    );
+    )
+    .get_matches();
+    if let Some(status) = client::run_verb(&matches) {
+        return status;
+    }
+    let Some(("serve", serve)) = matches.subcommand() else {
+        // clap requires a subcommand, and the others are client verbs.
+        return ExitCode::from(2);
+    };
+    let mut args = ServeArgs::from_arg_matches(serve).unwrap_or_else(|error| error.exit());
+    if let Err(error) = args.apply_config(serve) {
+        // As clap does for a bad flag: before anything is bound or logged.
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
     slosh_cli::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
