@@ -5,6 +5,7 @@
 mod files;
 pub mod helpers;
 mod long_poll;
+mod panic;
 mod server;
 mod server_loop;
 mod streams;
