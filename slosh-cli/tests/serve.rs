@@ -136,3 +136,97 @@ fn a_root_that_is_a_file_is_refused_at_start() {
     let stderr = serve_refused(file, true);
     assert!(stderr.contains("not a directory"), "{stderr}");
 }
+
+/// Starts `serve` on a free port with `env`, returning the child, its
+/// stderr and the address from the start line.
+fn spawn_serve(
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStderr>,
+    String,
+) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_slosh-cli"));
+    command.args(["serve", "--bind", "127.0.0.1:0", "--poll-timeout", "1"]);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    // At trace level other lines may come before the start line.
+    while !first.contains("slosh listening") {
+        first.clear();
+        assert!(log.read_line(&mut first).unwrap() > 0, "serve ended early");
+    }
+    let addr = first
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("address="))
+        .unwrap()
+        .to_string();
+    (child, log, addr)
+}
+
+/// Stops `child` with SIGTERM and returns the rest of its log.
+fn stop_serve(
+    mut child: std::process::Child,
+    mut log: BufReader<std::process::ChildStderr>,
+) -> String {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut rest = String::new();
+    log.read_to_string(&mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{rest}");
+    rest
+}
+
+#[test]
+fn no_token_is_logged_even_at_trace_from_a_header_or_the_query_string() {
+    const TOKEN: &str = "tok-configured-9f2c";
+    const WRONG: &str = "tok-wrong-guess-51ab";
+    const IN_QUERY: &str = "tok-in-the-query-77d0";
+    let (child, log, addr) = spawn_serve(&[("RUST_LOG", "trace"), ("SLOSH_PUBLISH_TOKEN", TOKEN)]);
+    let mut seen = String::new();
+    let head = |method: &str, target: &str, extra: &str| {
+        format!("{method} {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{extra}")
+    };
+    let requests = [
+        head("POST", &format!("/topics/t?token={IN_QUERY}"), &format!("Authorization: Bearer {WRONG}\r\nContent-Length: 3\r\n\r\nx=1")),
+        head("POST", &format!("/topics/t?token={IN_QUERY}&n=1"), &format!("Authorization: Bearer {TOKEN}\r\nContent-Length: 3\r\n\r\nx=1")),
+        head("DELETE", &format!("/topics/nope?access_token={IN_QUERY}"), &format!("Authorization: Bearer {WRONG}\r\n\r\n")),
+        head("GET", &format!("/topics/t.json?n=0&token={IN_QUERY}"), "\r\n"),
+        head("GET", &format!("/topics/t.json?n={IN_QUERY}"), "\r\n"),
+        head("GET", &format!("/topics/{IN_QUERY}.sse?token={IN_QUERY}"), &format!("Last-Event-ID: {IN_QUERY}\r\n\r\n")),
+        head("GET", &format!("/topics/t?token={IN_QUERY}"), &format!("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer {WRONG}\r\n\r\n")),
+        head("GET", &format!("/no/such/file?token={IN_QUERY}"), "\r\n"),
+        // Not HTTP at all: what the parser's error says.
+        format!("BROKEN /?token={IN_QUERY} {WRONG}\r\n\r\n"),
+        format!("GET /?token={IN_QUERY} HTTP/1.1\r\nAuthorization: Bearer {WRONG}\r\nBad Header {IN_QUERY}\r\n\r\n"),
+    ];
+    for request in &requests {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        // A WebSocket stays open: its 101 is all we wait for.
+        let _ = stream.read_to_end(&mut answer);
+        seen.push_str(&String::from_utf8_lossy(&answer));
+    }
+    assert!(seen.contains("HTTP/1.1 401"), "{seen}");
+    assert!(seen.contains("HTTP/1.1 101"), "{seen}");
+    let rest = stop_serve(child, log);
+    // The server did log below info (the broken requests' errors), so the
+    // absence below means something.
+    assert!(
+        rest.contains("DEBUG") && rest.contains("slosh stopped"),
+        "{rest}"
+    );
+    for secret in [TOKEN, WRONG, IN_QUERY] {
+        assert!(!rest.contains(secret), "{secret} was logged:\n{rest}");
+    }
+}

@@ -278,9 +278,11 @@ fn percent_decode(raw: &str) -> Result<String, Error> {
     let mut i = 0;
     while let Some(&byte) = bytes.get(i) {
         if byte == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(Error::BadPath)?;
-            let high = hex_value(hex[0]).ok_or(Error::BadPath)?;
-            let low = hex_value(hex[1]).ok_or(Error::BadPath)?;
+            let Some(&[high, low]) = bytes.get(i + 1..i + 3) else {
+                return Err(Error::BadPath);
+            };
+            let high = hex_value(high).ok_or(Error::BadPath)?;
+            let low = hex_value(low).ok_or(Error::BadPath)?;
             out.push(high << 4 | low);
             i += 3;
         } else {

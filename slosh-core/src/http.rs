@@ -536,11 +536,16 @@ fn options(allow: &'static str) -> Response {
     response
 }
 
-/// Compares two byte strings in time that depends only on their lengths.
+/// Compares two byte strings in time that depends only on the length of
+/// `expected` (the token): every one of its bytes is looked at whatever
+/// `given` holds, the differences are OR-ed together with no branch on
+/// them, and `black_box` keeps the optimizer from turning the loop into one
+/// that stops at the first difference.
 fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
     let mut diff = u8::from(given.len() != expected.len());
     for (i, e) in expected.iter().enumerate() {
         diff |= e ^ given.get(i).copied().unwrap_or(!e);
+        diff = std::hint::black_box(diff);
     }
     diff == 0
 }
@@ -647,6 +652,76 @@ mod tests {
         assert!(!constant_time_eq(b"secre", b"secret"));
         assert!(!constant_time_eq(b"", b"secret"));
         assert!(constant_time_eq(b"", b""));
+        // A difference anywhere counts, the first byte as much as the last.
+        for i in 0..6 {
+            let mut given = *b"secret";
+            given[i] ^= 0x20;
+            assert!(!constant_time_eq(&given, b"secret"), "{i}");
+        }
+    }
+
+    /// Every way to be almost right, each refused on POST, DELETE and a
+    /// WebSocket's publish alike; only the exact token passes.
+    #[test]
+    fn only_the_exact_token_publishes_by_post_delete_or_socket() {
+        let hub = Hub::builder().publish_token("s3cret").build();
+        let now = Instant::now();
+        let status = |method: &'static str, target: &'static str, auth: Option<&str>| {
+            let mut request = Request::new(method, target).with_body("x=1");
+            if let Some(auth) = auth {
+                request.header("Authorization", auth);
+            }
+            match hub.handle(request, now) {
+                Outcome::Respond(response) => response.status,
+                other => panic!("{other:?}"),
+            }
+        };
+        let socket_publishes = |target: &'static str, auth: Option<&str>| {
+            let mut request = Request::new("GET", target)
+                .with_header("Upgrade", "websocket")
+                .with_header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
+            if let Some(auth) = auth {
+                request.header("Authorization", auth);
+            }
+            match hub.handle(request, now) {
+                Outcome::Socket(mut socket) => socket.receive_text("1", now).is_none(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let near_misses = [
+            None,
+            Some(""),
+            Some("Bearer"),
+            Some("Bearer "),
+            Some("s3cret"),
+            Some("Basic s3cret"),
+            Some("Bearer s3cre"),
+            Some("Bearer s3crett"),
+            Some("Bearer s3cret2"),
+            Some("Bearer S3cret"),
+            Some("Bearer s3creT"),
+            Some("Bearer x3cret"),
+            Some("Bearer s3cr\u{0}t"),
+            Some("Bearer Bearer s3cret"),
+            Some("Bearer s3cret s3cret"),
+        ];
+        for auth in near_misses {
+            assert_eq!(status("POST", "/topics/t", auth), 401, "{auth:?}");
+            // The token in the query string is not a credential.
+            assert_eq!(status("POST", "/topics/t?token=s3cret", auth), 401);
+            assert!(!socket_publishes("/topics/t", auth), "{auth:?}");
+            assert!(!socket_publishes("/topics/t?token=s3cret", auth));
+        }
+        assert_eq!(
+            hub.info("t").map(|info| info["max"].clone()),
+            Some(0.into())
+        );
+        assert_eq!(status("POST", "/topics/t", Some("Bearer s3cret")), 200);
+        assert!(socket_publishes("/topics/t", Some("Bearer s3cret")));
+        for auth in near_misses {
+            assert_eq!(status("DELETE", "/topics/t", auth), 401, "{auth:?}");
+        }
+        assert_eq!(status("DELETE", "/topics/t", Some("Bearer s3cret")), 200);
     }
 
     #[test]

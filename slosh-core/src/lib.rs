@@ -117,6 +117,12 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
+// A panic on input would drop a connection (or, in an embedder built with
+// `panic = "abort"`, the server): outside tests, every failure is handled.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 pub mod batch;
 pub mod cursor;

@@ -33,11 +33,14 @@ impl SubscriberKind {
         }
     }
 
-    fn index(self) -> usize {
+    /// This kind's slot of a per-kind array, picked by pattern so that no
+    /// index can be out of range.
+    fn of<T>(self, slots: &[T; 3]) -> &T {
+        let [sse, websocket, longpoll] = slots;
         match self {
-            SubscriberKind::Sse => 0,
-            SubscriberKind::WebSocket => 1,
-            SubscriberKind::LongPoll => 2,
+            SubscriberKind::Sse => sse,
+            SubscriberKind::WebSocket => websocket,
+            SubscriberKind::LongPoll => longpoll,
         }
     }
 }
@@ -71,13 +74,13 @@ impl Metrics {
 
     /// Counts a streaming subscriber of `kind` cut off for not keeping up.
     pub(crate) fn disconnected_slow(&self, kind: SubscriberKind) {
-        self.disconnected_slow[kind.index()].fetch_add(1, Relaxed);
+        kind.of(&self.disconnected_slow).fetch_add(1, Relaxed);
     }
 
     /// Subscribers of `kind` disconnected because their unsent data passed
     /// `max_unsent`.
     pub fn dropped_slow_total(&self, kind: SubscriberKind) -> u64 {
-        self.disconnected_slow[kind.index()].load(Relaxed)
+        kind.of(&self.disconnected_slow).load(Relaxed)
     }
 
     pub(crate) fn rejected(&self, error: &Error) {
@@ -90,8 +93,7 @@ impl Metrics {
     }
 
     pub(crate) fn subscribers(&self, kind: SubscriberKind) -> &AtomicUsize {
-        // `index` is below 3 by construction.
-        &self.subscribers[kind.index()]
+        kind.of(&self.subscribers)
     }
 
     /// Messages accepted and stored.

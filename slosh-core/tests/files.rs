@@ -10,12 +10,25 @@ use slosh_core::{Hub, Outcome, Request, Settings};
 
 const SIBLING_SECRET: &str = "sibling-secret-never-served";
 const OUTSIDE_SECRET: &str = "outside-secret-never-served";
+/// Inside the root, but in hidden files (`.env`, `.git/config`).
+const DOT_SECRET: &str = "dot-secret-never-served";
+
+/// Whether `text` holds any of the planted secrets.
+fn has_secret(text: &str) -> bool {
+    [SIBLING_SECRET, OUTSIDE_SECRET, DOT_SECRET]
+        .iter()
+        .any(|secret| text.contains(secret))
+}
 
 /// ```text
 /// <base>/www/index.html, a.txt, docs/index.html, docs/b.css
 /// <base>/www/out -> <base>/outside.txt       (symlink out)
 /// <base>/www/evil -> <base>/www-evil         (symlink to the sibling)
 /// <base>/www/in -> docs                      (symlink that stays inside)
+/// <base>/www/up -> ..                        (relative symlink out)
+/// <base>/www/chain -> out                    (symlink to a symlink out)
+/// <base>/www/self -> .                       (symlink to the root itself)
+/// <base>/www/.env, .git/config               (hidden files inside)
 /// <base>/www-evil/secret.txt                 (sibling named like the root)
 /// <base>/outside.txt
 /// ```
@@ -42,12 +55,18 @@ impl Tree {
         std::fs::write(www.join("docs/b.css"), "b").unwrap();
         std::fs::write(base.join("www-evil/secret.txt"), SIBLING_SECRET).unwrap();
         std::fs::write(base.join("outside.txt"), OUTSIDE_SECRET).unwrap();
+        std::fs::write(www.join(".env"), DOT_SECRET).unwrap();
+        std::fs::create_dir_all(www.join(".git")).unwrap();
+        std::fs::write(www.join(".git/config"), DOT_SECRET).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::symlink;
             symlink(base.join("outside.txt"), www.join("out")).unwrap();
             symlink(base.join("www-evil"), www.join("evil")).unwrap();
             symlink("docs", www.join("in")).unwrap();
+            symlink("..", www.join("up")).unwrap();
+            symlink("out", www.join("chain")).unwrap();
+            symlink(".", www.join("self")).unwrap();
         }
         Tree { base }
     }
@@ -59,9 +78,13 @@ impl Drop for Tree {
     }
 }
 
-/// Pieces a path is built from: traversal in every spelling, separators,
-/// lookalikes, absolute paths, and names: real ones, the symlinks out, the
-/// sibling's. Names weigh more, so that many paths name something real.
+/// Pieces a path is built from: traversal in every spelling (plain,
+/// percent-encoded, double-encoded, overlong UTF-8, IIS's `%u`), separators
+/// (`/`, `\`, NUL, raw and encoded), Unicode lookalikes of the dot and the
+/// slash (fullwidth dot U+FF0E, one-dot leader U+2024, fullwidth solidus
+/// U+FF0F, division slash U+2215, raw and encoded), absolute paths, and
+/// names: real ones, hidden ones, the symlinks out, the sibling's. Names
+/// weigh more, so that many paths name something real.
 fn piece(base: &Path) -> impl Strategy<Value = String> {
     let base = base.display().to_string();
     let tricks = [
@@ -89,12 +112,36 @@ fn piece(base: &Path) -> impl Strategy<Value = String> {
         "%e2%88%95",
         "%c0%ae",
         "%c0%af",
+        "%c0%2e",
+        "%e0%80%ae",
+        "%c1%9c",
+        "%u002e",
+        "%u2215",
+        "\0",
+        "..\0",
+        ".\0.",
+        "%2e%00",
+        "․",
+        "․․",
+        "%e2%80%a4",
+        "%e2%80%a4%e2%80%a4",
+        "．．",
+        "%ef%bc%8e%ef%bc%8e",
+        "／",
+        "%ef%bc%8f",
+        "..／",
+        "..∕",
+        "\\..\\",
+        "..%5c..%5c",
         "/",
         "C:",
         "c:%5c",
         "~",
         "%7e",
         ".env",
+        ".git",
+        "%2eenv",
+        "%2egit",
     ];
     let names = [
         "index.html",
@@ -108,9 +155,27 @@ fn piece(base: &Path) -> impl Strategy<Value = String> {
         ".well-known",
         "docs/b.css",
         "in/b.css",
+        "self/a.txt",
+        "self/docs/",
+        ".env",
+        ".git/config",
     ];
     // The symlinks, which only the canonical check stops.
-    let links = ["in", "out", "evil", "evil/secret.txt", "evil/"];
+    let links = [
+        "in",
+        "out",
+        "evil",
+        "evil/secret.txt",
+        "evil/",
+        "up",
+        "up/outside.txt",
+        "up/www-evil/secret.txt",
+        "chain",
+        "self",
+        "self/out",
+        "self/.env",
+        "in/../../outside.txt",
+    ];
     let owned = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     prop_oneof![
         4 => proptest::sample::select(owned(&names)),
@@ -191,17 +256,11 @@ fn no_path_resolves_outside_the_root() {
                         prop_assert!(file.path().starts_with(&root), "{path} -> {file:?}");
                         prop_assert!(file.path().is_file(), "{path} -> {file:?}");
                         let content = std::fs::read_to_string(file.path()).unwrap();
-                        prop_assert!(
-                            !content.contains(SIBLING_SECRET) && !content.contains(OUTSIDE_SECRET),
-                            "{path} served a secret"
-                        );
+                        prop_assert!(!has_secret(&content), "{path} served a secret");
                     }
                     Outcome::Respond(response) => {
                         let body = String::from_utf8_lossy(&response.body);
-                        prop_assert!(
-                            !body.contains(SIBLING_SECRET) && !body.contains(OUTSIDE_SECRET),
-                            "{path} answered a secret"
-                        );
+                        prop_assert!(!has_secret(&body), "{path} answered a secret");
                         prop_assert!(
                             matches!(response.status, 301 | 400 | 404),
                             "{path}: {response:?}"
@@ -250,6 +309,21 @@ fn each_secret_is_404_by_every_spelling_that_names_it() {
         "/in/../../outside.txt".to_string(),
         format!("/{base}/outside.txt"),
         format!("{base}/outside.txt"),
+        "/up/outside.txt".to_string(),
+        "/chain".to_string(),
+        "/self/out".to_string(),
+        "/.env".to_string(),
+        "/%2eenv".to_string(),
+        "/.git/config".to_string(),
+        "/self/.git/config".to_string(),
+        "/%ef%bc%8e%ef%bc%8e/outside.txt".to_string(),
+        "/．．/outside.txt".to_string(),
+        "/%e2%80%a4%e2%80%a4/outside.txt".to_string(),
+        "/..%ef%bc%8foutside.txt".to_string(),
+        "/..／outside.txt".to_string(),
+        "/..%e2%88%95outside.txt".to_string(),
+        "/..∕outside.txt".to_string(),
+        "/..\0/outside.txt".to_string(),
     ] {
         let response = match hub.handle(Request::new("GET", &path), Instant::now()) {
             Outcome::Respond(response) => response,

@@ -203,11 +203,14 @@ async fn write_chunks(io: &mut Guarded<TcpStream>, chunks: Vec<Bytes>) -> io::Re
             // across a wait.
             let mut slices = [IoSlice::new(&[]); MAX_PIECES];
             let mut count = 0;
-            for (slot, piece) in slices.iter_mut().zip(&pieces[first..]) {
+            for (slot, piece) in slices
+                .iter_mut()
+                .zip(pieces.get(first..).unwrap_or_default())
+            {
                 *slot = IoSlice::new(piece);
                 count += 1;
             }
-            Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count])
+            Pin::new(&mut *io).poll_write_vectored(cx, slices.get(..count).unwrap_or_default())
         })
         .await?;
         if written == 0 {
@@ -215,7 +218,10 @@ async fn write_chunks(io: &mut Guarded<TcpStream>, chunks: Vec<Bytes>) -> io::Re
         }
         let mut left = written;
         while left > 0 {
-            let piece = &mut pieces[first];
+            // The socket never reports more written than it was given.
+            let Some(piece) = pieces.get_mut(first) else {
+                break;
+            };
             if left >= piece.len() {
                 left -= piece.len();
                 first += 1;

@@ -7,6 +7,7 @@ pub mod helpers;
 mod hostile;
 mod limits;
 mod long_poll;
+mod panic;
 mod server;
 mod server_loop;
 mod streams;
