@@ -162,8 +162,10 @@ async fn sse_fanout_at_a_rate_delivers_every_message() {
     .unwrap();
     assert_eq!(report.deliveries, 200, "{report}");
     assert_eq!((report.lost, report.errors), (0, 0), "{report}");
-    // Ten messages at 100/s take at least 90 ms from first to last.
-    assert!(report.elapsed >= Duration::from_millis(90), "{report}");
+    // Ten messages at 100/s take 90 ms from first to last; a pacer that
+    // catches up after a stall on a loaded machine may shorten that, but
+    // not to the few milliseconds of back-to-back publishing.
+    assert!(report.elapsed >= Duration::from_millis(45), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

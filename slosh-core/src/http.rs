@@ -679,6 +679,8 @@ mod tests {
         let socket_publishes = |target: &'static str, auth: Option<&str>| {
             let mut request = Request::new("GET", target)
                 .with_header("Upgrade", "websocket")
+                .with_header("Connection", "Upgrade")
+                .with_header("Sec-WebSocket-Version", "13")
                 .with_header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
             if let Some(auth) = auth {
                 request.header("Authorization", auth);

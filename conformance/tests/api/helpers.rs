@@ -121,10 +121,15 @@ pub async fn spawn_app_with_options(settings: Settings, options: ServeOptions) -
 
 /// Starts `frontend` on an ephemeral port with `settings` and `options`.
 pub async fn spawn_frontend(frontend: Frontend, settings: Settings, options: ServeOptions) -> App {
+    spawn_hub(frontend, Hub::builder().settings(settings).build(), options).await
+}
+
+/// Starts `frontend` on an ephemeral port serving `hub`, a hub the test
+/// built itself (with a filter, say), with `options`.
+pub async fn spawn_hub(frontend: Frontend, hub: Hub, options: ServeOptions) -> App {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
-    let hub = Hub::builder().settings(settings).build();
     let (stop, stopped) = oneshot::channel::<()>();
     let stopped = async {
         let _ = stopped.await;
@@ -346,53 +351,5 @@ pub async fn read_until(stream: &mut TcpStream, seen: &mut String, needle: &str)
             .unwrap();
         assert!(n > 0, "connection closed before {needle:?}; got {seen:?}");
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-}
-
-/// Starts `frontend` on an ephemeral port serving `hub`, a hub the test
-/// built itself (with a filter, say), with `options`.
-pub async fn spawn_hub(frontend: Frontend, hub: Hub, options: ServeOptions) -> App {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let stopped = async {
-        let _ = stopped.await;
-    };
-    let server = match frontend {
-        Frontend::Hyper => {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let options = slosh_hyper::ServeOptions {
-                header_timeout: options.header_timeout,
-                max_connections: options.max_connections,
-                grace: options.grace,
-            };
-            Server::Task(tokio::spawn(slosh_hyper::serve_with(
-                listener,
-                hub.clone(),
-                options,
-                stopped,
-            )))
-        }
-        Frontend::Actix => {
-            let options = slosh_actix::ServeOptions {
-                header_timeout: options.header_timeout,
-                max_connections: options.max_connections,
-                grace: options.grace,
-                workers: 1,
-            };
-            let hub = hub.clone();
-            Server::Thread(std::thread::spawn(move || {
-                actix_web::rt::System::new()
-                    .block_on(slosh_actix::serve_with(listener, hub, options, stopped))
-            }))
-        }
-    };
-    App {
-        addr,
-        client: Client { addr },
-        hub,
-        stop: Some(stop),
-        server: Some(server),
     }
 }
