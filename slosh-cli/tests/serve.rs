@@ -200,7 +200,8 @@ fn no_token_is_logged_even_at_trace_from_a_header_or_the_query_string() {
         head("GET", &format!("/topics/t.json?n=0&token={IN_QUERY}"), "\r\n"),
         head("GET", &format!("/topics/t.json?n={IN_QUERY}"), "\r\n"),
         head("GET", &format!("/topics/{IN_QUERY}.sse?token={IN_QUERY}"), &format!("Last-Event-ID: {IN_QUERY}\r\n\r\n")),
-        head("GET", &format!("/topics/t?token={IN_QUERY}"), &format!("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer {WRONG}\r\n\r\n")),
+        // Its own head: an upgrade's `Connection` must list `upgrade`.
+        format!("GET /topics/t?token={IN_QUERY} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer {WRONG}\r\n\r\n"),
         head("GET", &format!("/no/such/file?token={IN_QUERY}"), "\r\n"),
         // Not HTTP at all: what the parser's error says.
         format!("BROKEN /?token={IN_QUERY} {WRONG}\r\n\r\n"),
