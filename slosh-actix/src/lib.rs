@@ -122,6 +122,12 @@ pub use slosh_core;
 
 mod websocket;
 
+/// The Rust blocks of `docs/guide-actix.md`, compiled as doctests (and
+/// run, unless marked `no_run`) so the guide keeps up with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide-actix.md")]
+struct GuideActix;
+
 /// Registers the hub as `web::Data<Hub>` and serves `/topics` and every
 /// path under it. Use it with `App::configure`.
 pub fn mount(hub: Hub) -> impl FnOnce(&mut web::ServiceConfig) {
