@@ -142,6 +142,12 @@ mod handoff;
 mod stall;
 mod websocket;
 
+/// The Rust blocks of `docs/guide-hyper.md`, compiled as doctests (and
+/// run, unless marked `no_run`) so the guide keeps up with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide-hyper.md")]
+struct GuideHyper;
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
