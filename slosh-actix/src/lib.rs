@@ -35,31 +35,63 @@
 //!
 //! # Example
 //!
-//! ```no_run
-//! use actix_web::{web, App, HttpServer, Responder};
-//! use slosh_core::Hub;
+//! The host's own route `/shout` publishes; `/topics/...` is slosh's. In an
+//! application, bind a fixed address and `.await` the server; here it
+//! listens on a free port and stops once a client has read the message
+//! back.
 //!
-//! async fn shout(hub: web::Data<Hub>, text: String) -> impl Responder {
+//! ```
+//! use actix_web::{web, App, HttpResponse, HttpServer};
+//! use slosh_actix::slosh_core::Hub;
+//!
+//! async fn shout(hub: web::Data<Hub>, text: String) -> HttpResponse {
 //!     // A handler of the host publishes straight to the browsers.
 //!     match hub.publish("chat", &serde_json::json!({ "text": text })) {
-//!         Ok(_) => "sent",
-//!         Err(_) => "not sent",
+//!         Ok(_) => HttpResponse::Accepted().finish(),
+//!         Err(error) => HttpResponse::BadRequest().body(error.to_string()),
 //!     }
 //! }
 //!
 //! #[actix_web::main]
 //! async fn main() -> std::io::Result<()> {
 //!     let hub = Hub::builder().build();
-//!     actix_web::rt::spawn(slosh_actix::sweep(hub.clone()));
-//!     HttpServer::new(move || {
+//!     actix_web::rt::spawn(slosh_actix::sweep(hub.clone())); // expires idle topics
+//!     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//!     let address = listener.local_addr()?;
+//!     let server = HttpServer::new(move || {
 //!         App::new()
-//!             .configure(slosh_actix::mount(hub.clone()))
 //!             .route("/shout", web::post().to(shout))
+//!             .configure(slosh_actix::mount(hub.clone()))
 //!     })
-//!     .bind("127.0.0.1:8000")?
-//!     .run()
+//!     .workers(1)
+//!     .listen(listener)?
+//!     .run();
+//!     let handle = server.handle();
+//!     actix_web::rt::spawn(server);
+//!
+//!     // A client shouts, then reads the topic by long-poll.
+//!     let (shouted, read) = actix_web::rt::task::spawn_blocking(move || {
+//!         let shouted = request(address, "POST /shout", "hi")?;
+//!         let read = request(address, "GET /topics/chat.json?n=0", "")?;
+//!         Ok::<_, std::io::Error>((shouted, read))
+//!     })
 //!     .await
+//!     .expect("the client ran")?;
+//!     assert!(shouted.starts_with("HTTP/1.1 202"), "{shouted}");
+//!     assert!(read.ends_with(r#"{"max":1,"saw":1,"delivering":1,"res":[{"text":"hi"}]}"#));
+//!
+//!     handle.stop(true).await;
+//!     Ok(())
 //! }
+//! # /// One request on its own connection; the whole answer.
+//! # fn request(address: std::net::SocketAddr, line: &str, body: &str) -> std::io::Result<String> {
+//! #     use std::io::{Read, Write};
+//! #     let mut tcp = std::net::TcpStream::connect(address)?;
+//! #     write!(tcp, "{line} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len())?;
+//! #     let mut answer = String::new();
+//! #     tcp.read_to_string(&mut answer)?;
+//! #     Ok(answer)
+//! # }
 //! ```
 
 #![forbid(unsafe_code)]
@@ -95,6 +127,12 @@ use slosh_core::{
 pub use slosh_core;
 
 mod websocket;
+
+/// The Rust blocks of `docs/guide-actix.md`, compiled as doctests (and
+/// run, unless marked `no_run`) so the guide keeps up with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide-actix.md")]
+struct GuideActix;
 
 /// Registers the hub as `web::Data<Hub>` and serves `/topics` and every
 /// path under it. Use it with `App::configure`.

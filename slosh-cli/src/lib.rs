@@ -14,7 +14,27 @@
 //! - [`client`] (feature `client`, on by default): the verbs `publish`,
 //!   `watch` and `reflect`, a plain-HTTP client on hyper and tokio.
 //!
-//! Without both features nothing of hyper or tokio is compiled.
+//! With neither feature, nothing of hyper or tokio is compiled.
+//!
+//! # Example
+//!
+//! Another frontend takes the same command line as `slosh-cli serve` and
+//! builds its hub from it (`slosh-actix`'s `live_form` example does this):
+//!
+//! ```
+//! use slosh_cli::{command, try_serve_args};
+//! use slosh_core::Hub;
+//!
+//! let argv = ["my-server", "serve", "--queue", "5", "--poll-timeout", "0"];
+//! let args = try_serve_args(command("my-server", "My live pages."), argv).unwrap();
+//!
+//! let settings = args.settings();
+//! assert_eq!(settings.queue, 5);
+//! assert_eq!(settings.poll_timeout, None); // 0 means "park until a message comes"
+//!
+//! let hub = Hub::builder().settings(settings).build();
+//! assert_eq!(hub.publish("chat", "hello").unwrap().id, Some(1));
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]

@@ -24,16 +24,114 @@
 //! [`serve`] is the whole server loop (connection limit, header timeout,
 //! the sweeper, graceful shutdown) that `slosh-cli serve` runs.
 //!
-//! # Example
+//! # Example: the whole server
 //!
-//! ```no_run
-//! # async fn run() -> std::io::Result<()> {
+//! [`serve`] runs until its `shutdown` future completes (`slosh-cli` passes
+//! Ctrl-C / SIGTERM); here a channel stops it once a client has read back
+//! what the application published.
+//!
+//! ```
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
 //! let hub = slosh_core::Hub::builder().build();
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
-//! slosh_hyper::serve(listener, hub, async {
-//!     let _ = tokio::signal::ctrl_c().await;
-//! })
-//! .await
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let address = listener.local_addr()?;
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(slosh_hyper::serve(listener, hub.clone(), async {
+//!     let _ = stopped.await;
+//! }));
+//!
+//! // The application publishes in-process, the same path as a POST…
+//! hub.publish("chat", &serde_json::json!({ "x": "hi" })).unwrap();
+//!
+//! // …and a client reads it over HTTP.
+//! let mut tcp = tokio::net::TcpStream::connect(address).await?;
+//! let head = "GET /topics/chat.json?n=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+//! tcp.write_all(head.as_bytes()).await?;
+//! let mut answer = String::new();
+//! tcp.read_to_string(&mut answer).await?;
+//! assert!(answer.starts_with("HTTP/1.1 200 OK"));
+//! assert!(answer.ends_with(r#"{"max":1,"saw":1,"delivering":1,"res":[{"x":"hi"}]}"#));
+//!
+//! stop.send(()).unwrap();
+//! server.await.unwrap()
+//! # }
+//! ```
+//!
+//! # Example: mounted next to your own routes
+//!
+//! [`Slosh`] is an ordinary hyper service: route `/topics` to it and keep
+//! the rest for yourself. Serve connections `with_upgrades()` so WebSockets
+//! work, and run a sweeper ([`Hub::sweep`]) so idle topics and sessions
+//! expire; [`serve`] does both for you. A mounted `Slosh` streams SSE
+//! through hyper (no hand-off) and notices a stalled reader at its next
+//! read rather than at once; memory stays bounded either way.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::time::Instant;
+//!
+//! use http_body_util::{BodyExt, Full};
+//! use hyper::body::Incoming;
+//! use hyper::{Request, Response};
+//! use hyper_util::rt::TokioIo;
+//! use slosh_hyper::Slosh;
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! async fn route(
+//!     slosh: Slosh,
+//!     request: Request<Incoming>,
+//! ) -> Result<Response<slosh_hyper::Body>, Infallible> {
+//!     if request.uri().path().starts_with("/topics") {
+//!         return Ok(slosh.handle(request).await);
+//!     }
+//!     // The application's own page, which also publishes.
+//!     let visit = serde_json::json!({ "path": request.uri().path() });
+//!     let _ = slosh.hub().publish("visits", &visit);
+//!     Ok(Response::new(Full::new("welcome\n".into()).boxed()))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let hub = slosh_core::Hub::builder().build();
+//! let sweeper_hub = hub.clone();
+//! tokio::spawn(async move {
+//!     loop {
+//!         let next = sweeper_hub.sweep(Instant::now());
+//!         tokio::time::sleep_until(next.into()).await;
+//!     }
+//! });
+//! let slosh = Slosh::new(hub);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let address = listener.local_addr()?;
+//! tokio::spawn(async move {
+//!     loop {
+//!         let Ok((tcp, _)) = listener.accept().await else { continue };
+//!         let slosh = slosh.clone();
+//!         let service =
+//!             hyper::service::service_fn(move |request| route(slosh.clone(), request));
+//!         tokio::spawn(
+//!             hyper::server::conn::http1::Builder::new()
+//!                 .serve_connection(TokioIo::new(tcp), service)
+//!                 .with_upgrades(),
+//!         );
+//!     }
+//! });
+//!
+//! for (path, expected_end) in [
+//!     ("/hello", "welcome\n"),
+//!     ("/topics/visits.json?n=0", r#""res":[{"path":"/hello"}]}"#),
+//! ] {
+//!     let mut tcp = tokio::net::TcpStream::connect(address).await?;
+//!     let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+//!     tcp.write_all(head.as_bytes()).await?;
+//!     let mut answer = String::new();
+//!     tcp.read_to_string(&mut answer).await?;
+//!     assert!(answer.ends_with(expected_end), "{answer}");
+//! }
+//! # Ok(())
 //! # }
 //! ```
 
@@ -49,6 +147,12 @@
 mod handoff;
 mod stall;
 mod websocket;
+
+/// The Rust blocks of `docs/guide-hyper.md`, compiled as doctests (and
+/// run, unless marked `no_run`) so the guide keeps up with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide-hyper.md")]
+struct GuideHyper;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
