@@ -90,8 +90,9 @@ pub enum Error {
     /// A binary frame on a WebSocket: messages are JSON text.
     #[error("binary frames are not published: send the message as JSON in a text frame")]
     BinaryFrame,
-    /// A stream format (SSE) asked of a frontend that cannot stream yet.
-    #[error("this frontend does not stream: use long-poll (.json or .xml)")]
+    /// A stream (SSE or a WebSocket) asked on a connection the frontend
+    /// cannot stream on or upgrade (hyper mounted without upgrades, say).
+    #[error("streams are not available on this connection: use long-poll (.json or .xml)")]
     StreamsUnsupported,
 }
 

@@ -325,17 +325,19 @@ impl Hub {
         let method = request.method;
         let respond = |response| Ok(Outcome::Respond(response));
         match route::route(request.path)? {
+            // HEAD is answered as GET: both HTTP libraries keep the
+            // length and drop the body. Health checkers like HEAD.
             Route::Health => match method {
-                "GET" => respond(Response::new(200, "text/plain; charset=utf-8", "ok")),
-                _ => Err(not_allowed(method, "GET")),
+                "GET" | "HEAD" => respond(Response::new(200, "text/plain; charset=utf-8", "ok")),
+                _ => Err(not_allowed(method, "GET, HEAD")),
             },
             Route::Metrics => match method {
-                "GET" => respond(Response::new(
+                "GET" | "HEAD" => respond(Response::new(
                     200,
                     "text/plain; version=0.0.4; charset=utf-8",
                     self.inner.metrics.to_prometheus(self.topic_count()),
                 )),
-                _ => Err(not_allowed(method, "GET")),
+                _ => Err(not_allowed(method, "GET, HEAD")),
             },
             // A static root, when there is one, owns every other path.
             Route::Elsewhere if self.inner.static_root.is_some() => {
@@ -343,8 +345,8 @@ impl Hub {
             }
             Route::Elsewhere => match crate::demo::page(request.path) {
                 Some(page) if self.inner.settings.builtin_demo => match method {
-                    "GET" => respond(Response::new(200, "text/html; charset=utf-8", page)),
-                    _ => Err(not_allowed(method, "GET")),
+                    "GET" | "HEAD" => respond(Response::new(200, "text/html; charset=utf-8", page)),
+                    _ => Err(not_allowed(method, "GET, HEAD")),
                 },
                 _ => Err(Error::NotFound),
             },

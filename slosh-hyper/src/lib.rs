@@ -71,7 +71,6 @@
 //!
 //! ```
 //! use std::convert::Infallible;
-//! use std::time::Instant;
 //!
 //! use http_body_util::{BodyExt, Full};
 //! use hyper::body::Incoming;
@@ -96,13 +95,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
 //! let hub = slosh_core::Hub::builder().build();
-//! let sweeper_hub = hub.clone();
-//! tokio::spawn(async move {
-//!     loop {
-//!         let next = sweeper_hub.sweep(Instant::now());
-//!         tokio::time::sleep_until(next.into()).await;
-//!     }
-//! });
+//! tokio::spawn(slosh_hyper::sweep(hub.clone())); // expires idle topics
 //! let slosh = Slosh::new(hub);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let address = listener.local_addr()?;
@@ -686,8 +679,10 @@ async fn until_handoff(
     .await
 }
 
-/// The sweeper: removes idle topics and expired sessions when the hub asks.
-async fn sweep(hub: Hub) {
+/// Runs [`Hub::sweep`] whenever the hub asks, for ever: idle topics and
+/// expired sessions go away. [`serve_with`] runs it; an application that
+/// mounts [`Slosh`] in its own server spawns it once per hub.
+pub async fn sweep(hub: Hub) {
     loop {
         let next = hub.sweep(Instant::now());
         tokio::time::sleep_until(next.into()).await;

@@ -59,3 +59,30 @@ async fn health_metrics_and_the_demo_answer() {
     );
     assert_eq!(app.get("/nothing-here").await.status, 404);
 }
+
+/// Health checkers and link checkers send HEAD: the health, metrics and
+/// demo pages answer it as GET without the body; topic URLs still refuse.
+#[tokio::test]
+async fn head_is_answered_on_health_metrics_and_demo_pages() {
+    let app = spawn_app().await;
+    for target in ["/healthz", "/metrics", "/chat-sse.html"] {
+        let raw = app.send_raw("HEAD", target).await;
+        let answer = String::from_utf8(raw).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{target}: {answer}");
+        assert!(
+            answer.ends_with("\r\n\r\n"),
+            "{target} sent a body: {answer}"
+        );
+        let get = app.get(target).await;
+        let length = format!("content-length: {}\r\n", get.body.len());
+        if target != "/metrics" {
+            // (metrics change between the two requests)
+            assert!(
+                answer.to_ascii_lowercase().contains(&length),
+                "{target}: {answer}"
+            );
+        }
+    }
+    let topic = app.send("HEAD", "/topics/t.json", &[], b"").await;
+    assert_eq!(topic.status, 405);
+}
