@@ -116,7 +116,12 @@ async fn run(mut socket: Socket, upgraded: Upgraded) {
                     Message::Binary(_) => Some(socket.receive_binary()),
                     // tungstenite answers pings and close frames itself.
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
-                    Message::Close(_) => return,
+                    Message::Close(_) => {
+                        // tungstenite has queued the reply; it goes out on
+                        // a flush, without which the client sees 1006.
+                        let _ = tokio::time::timeout(CLOSE_GRACE, sink.flush()).await;
+                        return;
+                    }
                 };
                 if let Some(reply) = reply.and_then(text) {
                     outbox.push_back(reply);

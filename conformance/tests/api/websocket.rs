@@ -305,3 +305,19 @@ async fn an_upgrade_breaking_the_handshake_rules_is_400_and_opens_nothing() {
     }
     assert_eq!(app.get("/topics/hs.info").await.status, 404);
 }
+
+/// A client's close frame is answered with one (RFC 6455 5.5.1), so the
+/// browser sees a clean close rather than 1006.
+#[tokio::test]
+async fn a_clients_close_is_answered_with_a_close_frame() {
+    let app = spawn_app().await;
+    let mut ws = connect(&app, "/topics/bye", &[]).await;
+    ws.close(None).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("an answer within 5 s");
+    assert!(
+        matches!(reply, Some(Ok(Message::Close(_))) | None),
+        "{reply:?}"
+    );
+}
