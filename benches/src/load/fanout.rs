@@ -33,8 +33,11 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 const DRAIN: Duration = Duration::from_secs(5);
 /// How long to wait for long-polls to show as parked on the server.
 const PARK_WAIT: Duration = Duration::from_secs(10);
-/// Without a way to see parked long-polls (Nchan), wait this long instead.
+/// Without a way to see parked long-polls, wait this long instead.
 const SETTLE: Duration = Duration::from_secs(1);
+/// Info answers in a row without a subscriber count before falling back to
+/// [`SETTLE`].
+const INFO_TRIES: u32 = 3;
 /// Failed requests a long-poll subscriber tolerates before giving up.
 const MAX_POLL_ERRORS: u64 = 10;
 /// Most messages one scenario may publish: each subscriber keeps one bit
@@ -794,42 +797,64 @@ async fn long_poll_subscriber(
 }
 
 /// Waits (bounded) until the server shows every ready long-poll parked, so
-/// the first message's latency is not a connect time. slosh has `.info`;
-/// for other servers a fixed settle time stands in.
+/// the first message's latency is not a connect time. The info URL answers
+/// JSON with a `subscribers` count on both servers: slosh's `.info`, and
+/// Nchan's publisher location on a `GET` that asks for JSON. When it gives
+/// no count ([`INFO_TRIES`] answers in a row), a fixed settle time stands
+/// in.
 async fn wait_parked(run: &Run, topic: &str, shared: &Shared, deadline: Instant) {
     let until = deadline.min(Instant::now() + PARK_WAIT);
-    if run.target.cursor_style != CursorStyle::Slosh {
-        tokio::time::sleep_until(until.min(Instant::now() + SETTLE).into()).await;
-        return;
-    }
+    let settle =
+        |until: Instant| tokio::time::sleep_until(until.min(Instant::now() + SETTLE).into());
     let Ok(info) = run.target.info(topic) else {
+        settle(until).await;
         return;
     };
     let want = shared.ready.load(Ordering::SeqCst);
-    let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", info.path, info.host);
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n\r\n",
+        info.path, info.host
+    );
     let mut conn = None;
+    let mut unanswered = 0;
     while Instant::now() < until {
         if conn.is_none() {
             conn = Connection::open(info.addr, None).await.ok();
         }
-        if let Some(c) = conn.as_mut() {
-            let subscribers = match c.send(request.as_bytes()).await {
-                Ok(()) => c.read_response().await.ok().and_then(|r| {
-                    serde_json::from_slice::<serde_json::Value>(&r.body)
-                        .ok()?
-                        .get("subscribers")?
-                        .as_u64()
-                }),
+        let subscribers = match conn.as_mut() {
+            Some(c) => match c.send(request.as_bytes()).await {
+                Ok(()) => c
+                    .read_response()
+                    .await
+                    .ok()
+                    .and_then(|r| subscribers(&r.body)),
                 Err(_) => None,
-            };
-            match subscribers {
-                Some(n) if n as usize >= want => return,
-                Some(_) => {}
-                None => conn = None,
+            },
+            None => None,
+        };
+        match subscribers {
+            Some(n) if n as usize >= want => return,
+            Some(_) => unanswered = 0,
+            None => {
+                conn = None;
+                unanswered += 1;
+                if unanswered >= INFO_TRIES {
+                    settle(until).await;
+                    return;
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The `subscribers` field of a topic info answer (slosh's `.info`, Nchan's
+/// channel info).
+fn subscribers(body: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .get("subscribers")?
+        .as_u64()
 }
 
 struct Published {
