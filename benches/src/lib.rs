@@ -1,7 +1,10 @@
 //! Benchmarks of slosh: criterion benchmarks of the core under `benches/`,
-//! and [`load`], the HTTP load generator behind the `slosh-load` binary.
+//! [`load`], the HTTP load generator behind the `slosh-load` binary, and
+//! [`compare`], the slosh-versus-Nchan table behind `slosh-compare` and
+//! `benches/compare.sh`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod compare;
 pub mod load;
