@@ -68,6 +68,7 @@ fn metrics(kind: &str) -> &'static [Metric] {
         metric("latency max µs", &["latency_us", "max"]),
         metric("lost", &["lost"]),
         metric("server CPU µs/delivery", &["server_cpu_per_delivery_us"]),
+        metric("… of it user space", &["server_user_cpu_per_delivery_us"]),
         metric("server RSS B/subscriber", &["rss_per_sub_bytes"]),
     ];
     const LONGPOLL: &[Metric] = &[
@@ -77,6 +78,7 @@ fn metrics(kind: &str) -> &'static [Metric] {
         metric("lost", &["lost"]),
         metric("visible loss", &["visible_loss"]),
         metric("server CPU µs/delivery", &["server_cpu_per_delivery_us"]),
+        metric("… of it user space", &["server_user_cpu_per_delivery_us"]),
     ];
     const PUBLISH: &[Metric] = &[
         metric("requests/s", &["requests_per_s"]),
@@ -84,6 +86,7 @@ fn metrics(kind: &str) -> &'static [Metric] {
         metric("latency p99 µs", &["latency_us", "p99"]),
         metric("errors", &["errors"]),
         metric("server CPU µs/request", &["server_cpu_per_request_us"]),
+        metric("… of it user space", &["server_user_cpu_per_request_us"]),
     ];
     const CONNECT: &[Metric] = &[
         metric("seconds to connect all", &["elapsed_s"]),

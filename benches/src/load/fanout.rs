@@ -103,6 +103,8 @@ pub struct FanoutReport {
     pub stalled_steps: u64,
     /// Server CPU from the first publish to the end, when its pid was given.
     pub server_cpu_s: Option<f64>,
+    /// The user-space part of [`server_cpu_s`](Self::server_cpu_s).
+    pub server_user_cpu_s: Option<f64>,
     /// Server RSS before subscribing.
     pub rss_before: Option<u64>,
     /// Server RSS with every subscriber subscribed, before publishing.
@@ -120,6 +122,12 @@ impl FanoutReport {
     /// Server CPU per delivery, in microseconds.
     pub fn server_cpu_per_delivery_us(&self) -> Option<f64> {
         self.server_cpu_s
+            .map(|cpu| cpu * 1e6 / self.deliveries.max(1) as f64)
+    }
+
+    /// Server user-space CPU per delivery, in microseconds.
+    pub fn server_user_cpu_per_delivery_us(&self) -> Option<f64> {
+        self.server_user_cpu_s
             .map(|cpu| cpu * 1e6 / self.deliveries.max(1) as f64)
     }
 
@@ -153,6 +161,8 @@ impl FanoutReport {
             "errors": self.errors,
             "stalled_steps": self.stalled_steps,
             "server_cpu_s": self.server_cpu_s.map(|c| round(c, 2)),
+            "server_user_cpu_s": self.server_user_cpu_s.map(|c| round(c, 2)),
+            "server_user_cpu_per_delivery_us": self.server_user_cpu_per_delivery_us().map(|c| round(c, 3)),
             "server_cpu_per_delivery_us": self.server_cpu_per_delivery_us().map(|c| round(c, 3)),
             "server_rss_before": self.rss_before,
             "server_rss_subscribed": self.rss_subscribed,
@@ -216,6 +226,9 @@ impl fmt::Display for FanoutReport {
         )?;
         if let Some(cpu) = self.server_cpu_per_delivery_us() {
             write!(f, "\n  server CPU {cpu:.3} µs per delivery")?;
+            if let Some(user) = self.server_user_cpu_per_delivery_us() {
+                write!(f, " ({user:.3} µs in user space)")?;
+            }
         }
         if let Some(rss) = self.rss_per_sub() {
             write!(f, "\n  server RSS {rss:.0} B per subscriber")?;
@@ -506,7 +519,7 @@ async fn fanout(run: &Run, options: FanoutOptions, kind: Kind) -> Result<FanoutR
             tallies.push(tally);
         }
     }
-    let cpu_after = run.cpu();
+    let (server_cpu_s, server_user_cpu_s) = super::cpu_used(cpu_before, run.cpu());
 
     let latency = shared
         .latency
@@ -534,7 +547,8 @@ async fn fanout(run: &Run, options: FanoutOptions, kind: Kind) -> Result<FanoutR
         polls: 0,
         errors: 0,
         stalled_steps: published.stalled,
-        server_cpu_s: cpu_before.zip(cpu_after).map(|(b, a)| a - b),
+        server_cpu_s,
+        server_user_cpu_s,
         rss_before,
         rss_subscribed,
         timed_out: Instant::now() >= deadline,
