@@ -896,13 +896,15 @@ async fn publisher(
         endpoint.path, endpoint.host
     );
     let mut conn: Option<Connection> = None;
-    let begin = Instant::now();
     for seq in 0..options.msgs {
         if Instant::now() >= deadline {
             break;
         }
-        if options.rate > 0.0 {
-            let due = begin + Duration::from_secs_f64(seq as f64 / options.rate);
+        // The schedule starts at the first publish, not before the
+        // publisher's connection is open: M messages at R/s span
+        // (M − 1) / R seconds from the first.
+        if let (true, Some(first)) = (options.rate > 0.0, published.first) {
+            let due = first + Duration::from_secs_f64(seq as f64 / options.rate);
             tokio::time::sleep_until(due.min(deadline).into()).await;
         }
         let c = match conn.as_mut() {
