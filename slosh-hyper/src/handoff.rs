@@ -103,7 +103,10 @@ pub(crate) async fn stream(io: &mut Guarded<TcpStream>, mut stream: EventStream)
 /// The loop of [`stream`]: `Ok(true)` when core ended the stream and the
 /// last chunk is written, `Ok(false)` when the reader closed.
 async fn serve(io: &mut Guarded<TcpStream>, stream: &mut EventStream) -> io::Result<bool> {
-    io.write_all(&head(stream)).await?;
+    // Sent with the first step's chunks, which core always opens with
+    // `retry:`: one write per new subscriber instead of two (on loopback
+    // each write also pays for the reader's side of TCP).
+    let mut head = Some(head(stream));
     // Once the client sends anything (it has no business to on an event
     // stream) its socket stays readable, so stop looking for its close
     // there and notice it at the next write instead, as hyper does.
@@ -119,8 +122,14 @@ async fn serve(io: &mut Guarded<TcpStream>, stream: &mut EventStream) -> io::Res
     let mut armed = false;
     loop {
         match stream.poll(Instant::now()) {
-            StreamStep::Send(chunks) => write_chunks(io, chunks.0).await?,
+            StreamStep::Send(chunks) => {
+                let head = head.take().unwrap_or_default();
+                write_chunks(io, &head, chunks.0).await?;
+            }
             StreamStep::Wait(mut listener, at) => {
+                if let Some(head) = head.take() {
+                    io.write_all(&head).await?;
+                }
                 let at = tokio::time::Instant::from(at);
                 if !armed || sleep.is_elapsed() || at < sleep.deadline() {
                     sleep.as_mut().reset(at);
@@ -148,6 +157,9 @@ async fn serve(io: &mut Guarded<TcpStream>, stream: &mut EventStream) -> io::Res
                 }
             }
             StreamStep::End(_) => {
+                if let Some(head) = head.take() {
+                    io.write_all(&head).await?;
+                }
                 io.write_all(b"0\r\n\r\n").await?;
                 io.flush().await?;
                 return Ok(true);
@@ -190,8 +202,9 @@ fn head(stream: &EventStream) -> Vec<u8> {
 /// At most this many pieces go to one `writev`, as hyper does.
 const MAX_PIECES: usize = 64;
 
-/// Chunks framed per `writev`: each is three pieces (size line, data, CRLF).
-const CHUNKS_PER_WRITE: usize = MAX_PIECES / 3;
+/// Chunks framed per `writev`: each is three pieces (size line, data, CRLF),
+/// after one piece of unframed bytes.
+const CHUNKS_PER_WRITE: usize = (MAX_PIECES - 1) / 3;
 
 /// The longest chunk-size line: 16 hex digits and CRLF.
 const SIZE_LINE: usize = 18;
@@ -221,23 +234,28 @@ fn framed_len(chunk: &Bytes) -> usize {
     digits + 2 + chunk.len() + 2
 }
 
-/// Writes `chunks` as HTTP/1.1 chunks: each its size line, itself and a
-/// CRLF, gathered into as few `writev` calls as the socket allows. The
-/// messages are core's shared encodings, written from where they are; the
-/// size lines are formatted on the stack at each attempt, so a write
-/// allocates nothing and the task keeps only a position across a wait.
-async fn write_chunks<W>(io: &mut W, chunks: Vec<Bytes>) -> io::Result<()>
+/// Writes `raw` as it is (the response head, or nothing), then `chunks` as
+/// HTTP/1.1 chunks: each its size line, itself and a CRLF, gathered into
+/// as few `writev` calls as the socket allows. The messages are core's
+/// shared encodings, written from where they are; the size lines are
+/// formatted on the stack at each attempt, so a write allocates nothing
+/// and the task keeps only a position across a wait.
+async fn write_chunks<W>(io: &mut W, mut raw: &[u8], chunks: Vec<Bytes>) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {
     // The first chunk not wholly written, and how much of its framing was.
     let mut first = 0;
     let mut done = 0;
-    while first < chunks.len() {
+    while !raw.is_empty() || first < chunks.len() {
         let written = std::future::poll_fn(|cx| {
             let mut lines = [[0u8; SIZE_LINE]; CHUNKS_PER_WRITE];
             let mut slices = [IoSlice::new(&[]); MAX_PIECES];
             let mut count = 0;
+            if !raw.is_empty() {
+                slices[0] = IoSlice::new(raw);
+                count = 1;
+            }
             let mut skip = done;
             for (chunk, line) in chunks[first..]
                 .iter()
@@ -260,7 +278,9 @@ where
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        done += written;
+        let from_raw = written.min(raw.len());
+        raw = &raw[from_raw..];
+        done += written - from_raw;
         while let Some(chunk) = chunks.get(first) {
             let len = framed_len(chunk);
             if done < len {
@@ -485,8 +505,20 @@ mod tests {
                 out: Vec::new(),
                 step,
             };
-            super::write_chunks(&mut out, chunks.clone()).await.unwrap();
+            super::write_chunks(&mut out, b"", chunks.clone())
+                .await
+                .unwrap();
             assert!(out.out == expected, "step {step}");
+            let mut out = Trickle {
+                out: Vec::new(),
+                step,
+            };
+            let head = b"HTTP/1.1 200 OK\r\n\r\n";
+            super::write_chunks(&mut out, head, chunks.clone())
+                .await
+                .unwrap();
+            assert!(out.out[..head.len()] == head[..], "step {step}");
+            assert!(out.out[head.len()..] == expected, "step {step}");
         }
     }
 
