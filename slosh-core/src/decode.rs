@@ -11,6 +11,8 @@ use std::borrow::Cow;
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
+use crate::message::Json;
+
 /// Longest media type echoed back in an [`DecodeError::UnsupportedType`], in
 /// characters, so a client cannot make the server repeat a huge header.
 const MAX_ECHOED_TYPE_CHARS: usize = 100;
@@ -114,6 +116,19 @@ pub(crate) fn decode(kind: BodyKind, body: &[u8]) -> Result<String, DecodeError>
     }
 }
 
+/// [`decode`] straight into the message's [`Json`]. A JSON body that is
+/// already compact (what machines send) is copied once, into the message,
+/// instead of into a `String` first and then again into the message.
+pub(crate) fn decode_message(kind: BodyKind, body: &[u8]) -> Result<Json, DecodeError> {
+    if kind != BodyKind::Json || body.is_empty() {
+        return decode(kind, body).map(Json::from_compact);
+    }
+    Ok(match validate_json(body)? {
+        Cow::Borrowed(text) => Json::from_compact_str(text),
+        Cow::Owned(text) => Json::from_compact(text),
+    })
+}
+
 /// Removes insignificant whitespace (space, tab, CR, LF outside strings) from
 /// already-validated JSON text.
 ///
@@ -168,9 +183,15 @@ fn is_json_whitespace(byte: u8) -> bool {
 /// that is checked separately and reported as a JSON error at the offending
 /// byte.
 fn decode_json(body: &[u8]) -> Result<String, DecodeError> {
+    validate_json(body).map(Cow::into_owned)
+}
+
+/// [`decode_json`] without the copy: the compact text, borrowed from `body`
+/// when nothing had to be removed.
+fn validate_json(body: &[u8]) -> Result<Cow<'_, str>, DecodeError> {
     serde_json::from_slice::<IgnoredAny>(body).map_err(|err| json_error(&err))?;
     let text = std::str::from_utf8(body).map_err(|err| utf8_error(body, err.valid_up_to()))?;
-    Ok(compact(text).into_owned())
+    Ok(compact(text))
 }
 
 /// Turns a serde_json error into [`DecodeError::InvalidJson`], dropping
@@ -631,6 +652,25 @@ mod tests {
             Cow::Borrowed(r#"{"a b":"c\" d"}"#)
         ));
         assert_eq!(compact(" [ 1 , \"\\\\\" ] "), "[1,\"\\\\\"]");
+    }
+
+    #[test]
+    fn decoding_into_a_message_gives_what_decode_gives() {
+        let bodies: [&[u8]; 7] = [
+            br#"{"t":1,"seq":2}"#,
+            b" { \"a\" : [1, 2] }\n",
+            b"x=1&y=2",
+            b"plain text",
+            b"{\"broken\"",
+            b"\"\xff\"",
+            b"",
+        ];
+        for kind in [BodyKind::Json, BodyKind::Form, BodyKind::Text] {
+            for body in bodies {
+                let message = decode_message(kind, body).map(|json| json.as_str().to_owned());
+                assert_eq!(message, decode(kind, body), "{kind:?} {body:?}");
+            }
+        }
     }
 
     // ---- properties ----

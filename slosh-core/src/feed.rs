@@ -121,39 +121,54 @@ impl Feed {
         self.next_ping = now + self.heartbeat;
     }
 
-    /// The next step at `now`. The listener is registered before the log is
-    /// read, so no publish can slip between the read and the wait.
+    /// The next step at `now`.
+    ///
+    /// The log is read once before any listener is registered: a stream
+    /// woken by a publish finds its message there and needs no listener for
+    /// it, which saves registering (and dropping) one per delivery. Only
+    /// when that read is empty is the listener registered and the log read
+    /// again, so no publish can slip between the read and the wait.
     pub(crate) fn poll(&mut self, now: Instant) -> FeedStep {
         if let Some(reason) = self.ended {
             return FeedStep::End(reason);
         }
         let topic = Arc::clone(self.subscription.topic());
-        let listener = topic.listen();
-        if let Some(reason) = ending(&self.hub, &topic, &self.progress) {
-            self.ended = Some(reason);
-            return FeedStep::End(reason);
+        if let Some(step) = self.read(&topic, now) {
+            return step;
         }
-        let batch = Batch::read(topic.log.as_ref(), self.cursor);
-        self.cursor = Cursor(batch.max);
-        if let Some(last) = batch.messages.last() {
-            let unsent = last
-                .end()
-                .saturating_sub(self.progress.sent.load(Ordering::SeqCst));
-            if unsent > self.limit() {
-                self.progress.drop_slow(&self.hub, self.kind);
-                self.ended = Some(EndReason::TooSlow);
-                return FeedStep::End(EndReason::TooSlow);
-            }
-            self.progress.sent.fetch_max(last.end(), Ordering::SeqCst);
-            self.hub.inner.metrics.delivered(batch.delivering());
-            self.sent_at(now);
-            return FeedStep::Deliver(batch);
+        let listener = topic.listen();
+        if let Some(step) = self.read(&topic, now) {
+            return step;
         }
         if now >= self.next_ping {
             self.sent_at(now);
             return FeedStep::Ping;
         }
         FeedStep::Wait(listener, self.next_ping)
+    }
+
+    /// The end, or the messages after the cursor; `None` when there is
+    /// nothing to hand over.
+    fn read(&mut self, topic: &Topic, now: Instant) -> Option<FeedStep> {
+        if let Some(reason) = ending(&self.hub, topic, &self.progress) {
+            self.ended = Some(reason);
+            return Some(FeedStep::End(reason));
+        }
+        let batch = Batch::read(topic.log.as_ref(), self.cursor);
+        self.cursor = Cursor(batch.max);
+        let last = batch.messages.last()?;
+        let unsent = last
+            .end()
+            .saturating_sub(self.progress.sent.load(Ordering::SeqCst));
+        if unsent > self.limit() {
+            self.progress.drop_slow(&self.hub, self.kind);
+            self.ended = Some(EndReason::TooSlow);
+            return Some(FeedStep::End(EndReason::TooSlow));
+        }
+        self.progress.sent.fetch_max(last.end(), Ordering::SeqCst);
+        self.hub.inner.metrics.delivered(batch.delivering());
+        self.sent_at(now);
+        Some(FeedStep::Deliver(batch))
     }
 
     fn limit(&self) -> u64 {

@@ -16,7 +16,6 @@ use crate::error::Error;
 use crate::feed::Feed;
 use crate::files::StaticFile;
 use crate::hub::Hub;
-use crate::message::Json;
 use crate::metrics::SubscriberKind;
 use crate::route::{self, Format, Route, Suffix};
 use crate::session::{self, SessionId};
@@ -418,8 +417,8 @@ impl Hub {
             Body::Empty => &[],
         };
         let kind = BodyKind::from_content_type(request.content_type)?;
-        let json = decode::decode(kind, body)?;
-        self.publish_accepted(name, Json::from_compact(json))
+        let json = decode::decode_message(kind, body)?;
+        self.publish_accepted(name, json)
     }
 
     fn long_poll(

@@ -29,6 +29,12 @@ impl Json {
         Json(Arc::from(text))
     }
 
+    /// [`Json::from_compact`] for borrowed text: one allocation and one
+    /// copy, straight from the request body.
+    pub(crate) fn from_compact_str(text: &str) -> Json {
+        Json(Arc::from(text))
+    }
+
     /// The JSON text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -25,7 +25,6 @@ use crate::error::Error;
 use crate::feed::{EndReason, Feed, FeedStep, Stall};
 use crate::http::{Outcome, Request, Response};
 use crate::hub::Hub;
-use crate::message::Json;
 use crate::metrics::SubscriberKind;
 use crate::name::TopicName;
 
@@ -264,9 +263,9 @@ impl Socket {
         if text.len() > limit {
             return Err(Error::TooLarge { limit });
         }
-        let json = decode::decode(BodyKind::Json, text.as_bytes())?;
+        let json = decode::decode_message(BodyKind::Json, text.as_bytes())?;
         self.hub
-            .publish_accepted(self.name.as_str(), Json::from_compact(json))
+            .publish_accepted(self.name.as_str(), json)
             .map(|_| ())
     }
 }

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::{Instant, SystemTime};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
 use slosh_core::{EventStream, StreamStep};
 use tokio::io::{AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -103,19 +103,38 @@ pub(crate) async fn stream(io: &mut Guarded<TcpStream>, mut stream: EventStream)
 /// The loop of [`stream`]: `Ok(true)` when core ended the stream and the
 /// last chunk is written, `Ok(false)` when the reader closed.
 async fn serve(io: &mut Guarded<TcpStream>, stream: &mut EventStream) -> io::Result<bool> {
-    io.write_all(&head(stream)).await?;
+    // Sent with the first step's chunks, which core always opens with
+    // `retry:`: one write per new subscriber instead of two (on loopback
+    // each write also pays for the reader's side of TCP).
+    let mut head = Some(head(stream));
     // Once the client sends anything (it has no business to on an event
     // stream) its socket stays readable, so stop looking for its close
     // there and notice it at the next write instead, as hyper does.
     let mut watch_reads = true;
+    // The heartbeat timer, one for the whole stream and not boxed: it lives
+    // in the connection task, which is allocated once. Every delivery moves
+    // the next heartbeat later, but the timer is moved only when it fired
+    // or must fire sooner: re-arming it per delivery cost a timer-wheel
+    // insert and removal per message. Firing early costs one extra poll of
+    // the stream, which answers with the later instant.
+    let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(sleep);
+    let mut armed = false;
     loop {
         match stream.poll(Instant::now()) {
-            StreamStep::Send(chunks) => write_chunks(io, chunks.0).await?,
+            StreamStep::Send(chunks) => {
+                let head = head.take().unwrap_or_default();
+                write_chunks(io, &head, chunks.0).await?;
+            }
             StreamStep::Wait(mut listener, at) => {
-                // Not boxed: it lives in the connection task, which is
-                // allocated once, and is re-armed only per wait.
-                let sleep = tokio::time::sleep_until(at.into());
-                tokio::pin!(sleep);
+                if let Some(head) = head.take() {
+                    io.write_all(&head).await?;
+                }
+                let at = tokio::time::Instant::from(at);
+                if !armed || sleep.is_elapsed() || at < sleep.deadline() {
+                    sleep.as_mut().reset(at);
+                    armed = true;
+                }
                 let closed = std::future::poll_fn(|cx| {
                     if Pin::new(&mut listener).poll(cx).is_ready()
                         || sleep.as_mut().poll(cx).is_ready()
@@ -138,6 +157,9 @@ async fn serve(io: &mut Guarded<TcpStream>, stream: &mut EventStream) -> io::Res
                 }
             }
             StreamStep::End(_) => {
+                if let Some(head) = head.take() {
+                    io.write_all(&head).await?;
+                }
                 io.write_all(b"0\r\n\r\n").await?;
                 io.flush().await?;
                 return Ok(true);
@@ -180,35 +202,85 @@ fn head(stream: &EventStream) -> Vec<u8> {
 /// At most this many pieces go to one `writev`, as hyper does.
 const MAX_PIECES: usize = 64;
 
-/// Writes `chunks` as HTTP/1.1 chunks: each its size line, itself and a
-/// CRLF, gathered into as few `writev` calls as the socket allows. The
-/// messages are core's shared encodings, written from where they are.
-async fn write_chunks(io: &mut Guarded<TcpStream>, chunks: Vec<Bytes>) -> io::Result<()> {
-    let mut sizes = BytesMut::with_capacity(chunks.len() * 6);
-    let mut pieces = Vec::with_capacity(chunks.len() * 3);
-    for chunk in chunks {
-        if chunk.is_empty() {
-            // A zero-size chunk would end the body.
-            continue;
-        }
-        sizes.extend_from_slice(format!("{:X}\r\n", chunk.len()).as_bytes());
-        pieces.push(sizes.split().freeze());
-        pieces.push(chunk);
-        pieces.push(Bytes::from_static(b"\r\n"));
+/// Chunks framed per `writev`: each is three pieces (size line, data, CRLF),
+/// after one piece of unframed bytes.
+const CHUNKS_PER_WRITE: usize = (MAX_PIECES - 1) / 3;
+
+/// The longest chunk-size line: 16 hex digits and CRLF.
+const SIZE_LINE: usize = 18;
+
+/// Writes `len` as a chunk-size line (upper-case hex, CRLF) into `line`
+/// and returns the part used.
+fn size_line(len: usize, line: &mut [u8; SIZE_LINE]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
+    for (i, slot) in line.iter_mut().take(digits).enumerate() {
+        let shift = 4 * (digits - 1 - i);
+        // A nibble is always under 16.
+        *slot = HEX.get((len >> shift) & 0xF).copied().unwrap_or(b'0');
     }
+    for (slot, byte) in line.iter_mut().skip(digits).zip(b"\r\n") {
+        *slot = *byte;
+    }
+    // At most 16 digits and CRLF: always within the line.
+    line.get(..digits + 2).unwrap_or_default()
+}
+
+/// A chunk's length on the wire: size line, data, CRLF; 0 for an empty
+/// chunk, which is skipped (it would end the body).
+fn framed_len(chunk: &Bytes) -> usize {
+    if chunk.is_empty() {
+        return 0;
+    }
+    let digits = (usize::BITS - chunk.len().leading_zeros())
+        .div_ceil(4)
+        .max(1) as usize;
+    digits + 2 + chunk.len() + 2
+}
+
+/// Writes `raw` as it is (the response head, or nothing), then `chunks` as
+/// HTTP/1.1 chunks: each its size line, itself and a CRLF, gathered into
+/// as few `writev` calls as the socket allows. The messages are core's
+/// shared encodings, written from where they are; the size lines are
+/// formatted on the stack at each attempt, so a write allocates nothing
+/// and the task keeps only a position across a wait.
+async fn write_chunks<W>(io: &mut W, mut raw: &[u8], chunks: Vec<Bytes>) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    // The first chunk not wholly written, and how much of its framing was.
     let mut first = 0;
-    while first < pieces.len() {
+    let mut done = 0;
+    while !raw.is_empty() || first < chunks.len() {
         let written = std::future::poll_fn(|cx| {
-            // On the stack only for this poll, so the task never holds it
-            // across a wait.
+            let mut lines = [[0u8; SIZE_LINE]; CHUNKS_PER_WRITE];
             let mut slices = [IoSlice::new(&[]); MAX_PIECES];
             let mut count = 0;
-            for (slot, piece) in slices
-                .iter_mut()
-                .zip(pieces.get(first..).unwrap_or_default())
+            if let (false, Some(slot)) = (raw.is_empty(), slices.first_mut()) {
+                *slot = IoSlice::new(raw);
+                count = 1;
+            }
+            let mut skip = done;
+            for (chunk, line) in chunks
+                .get(first..)
+                .unwrap_or_default()
+                .iter()
+                .filter(|chunk| !chunk.is_empty())
+                .zip(lines.iter_mut())
             {
-                *slot = IoSlice::new(piece);
-                count += 1;
+                for piece in [size_line(chunk.len(), line), chunk, b"\r\n"] {
+                    if skip >= piece.len() {
+                        skip -= piece.len();
+                        continue;
+                    }
+                    // One piece of raw bytes and three per chunk for at
+                    // most CHUNKS_PER_WRITE chunks fill MAX_PIECES exactly.
+                    if let (Some(slot), Some(rest)) = (slices.get_mut(count), piece.get(skip..)) {
+                        *slot = IoSlice::new(rest);
+                        count += 1;
+                    }
+                    skip = 0;
+                }
             }
             Pin::new(&mut *io).poll_write_vectored(cx, slices.get(..count).unwrap_or_default())
         })
@@ -216,19 +288,16 @@ async fn write_chunks(io: &mut Guarded<TcpStream>, chunks: Vec<Bytes>) -> io::Re
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        let mut left = written;
-        while left > 0 {
-            // The socket never reports more written than it was given.
-            let Some(piece) = pieces.get_mut(first) else {
+        let from_raw = written.min(raw.len());
+        raw = raw.get(from_raw..).unwrap_or_default();
+        done += written - from_raw;
+        while let Some(chunk) = chunks.get(first) {
+            let len = framed_len(chunk);
+            if done < len {
                 break;
-            };
-            if left >= piece.len() {
-                left -= piece.len();
-                first += 1;
-            } else {
-                piece.advance(left);
-                left = 0;
             }
+            done -= len;
+            first += 1;
         }
     }
     Ok(())
@@ -244,7 +313,10 @@ mod tests {
 
     /// A server on a free port, its address, and the task to abort after.
     async fn serve() -> (Hub, std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-        let hub = Hub::builder().build();
+        serve_hub(Hub::builder().build()).await
+    }
+
+    async fn serve_hub(hub: Hub) -> (Hub, std::net::SocketAddr, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn({
@@ -354,5 +426,128 @@ mod tests {
         );
         assert!(!seen.contains("transfer-encoding"), "{seen}");
         server.abort();
+    }
+
+    #[tokio::test]
+    async fn heartbeats_keep_coming_after_deliveries_move_them() {
+        let settings = slosh_core::Settings {
+            heartbeat: Duration::from_millis(150),
+            ..Default::default()
+        };
+        let (_hub, addr, server) = serve_hub(Hub::builder().settings(settings).build()).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /topics/beat.sse HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        read_until(&mut stream, &mut seen, "retry: 3000").await;
+        // Each delivery moves the next heartbeat later while the timer is
+        // still armed for the earlier one.
+        for i in 1..=3 {
+            let post = format!("POST /topics/beat HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 1\r\n\r\n{i}");
+            assert!(request(addr, &post).await.starts_with("HTTP/1.1 200"));
+            read_until(&mut stream, &mut seen, &format!("id: {i}\ndata: {i}\n\n")).await;
+        }
+        // The timer fires early (armed before the deliveries), is moved,
+        // and fires again for each heartbeat after.
+        for _ in 0..2 {
+            let mut next = String::new();
+            read_until(&mut stream, &mut next, ": ping\n\n").await;
+        }
+        server.abort();
+    }
+
+    /// Takes at most `step` bytes per write, and one slice of a vectored
+    /// write at a time, so every partial-write path is taken.
+    struct Trickle {
+        out: Vec<u8>,
+        step: usize,
+    }
+
+    impl tokio::io::AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let n = buf.len().min(self.step);
+            self.out.extend_from_slice(&buf[..n]);
+            std::task::Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// The same framing written naively, to compare with.
+    fn framed(chunks: &[bytes::Bytes]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+            out.extend_from_slice(format!("{:X}\r\n", chunk.len()).as_bytes());
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn chunks_are_framed_whole_whatever_each_write_takes() {
+        let sizes = [1usize, 0, 15, 16, 255, 256, 4095, 4096, 70_000, 0, 3];
+        // More chunks than one writev takes, empty ones among them.
+        let chunks: Vec<bytes::Bytes> = (0..50)
+            .map(|i| bytes::Bytes::from(vec![b'a' + (i % 26) as u8; sizes[i % sizes.len()]]))
+            .collect();
+        let expected = framed(&chunks);
+        for step in [1, 2, 3, 7, 100, 5000, usize::MAX] {
+            let mut out = Trickle {
+                out: Vec::new(),
+                step,
+            };
+            super::write_chunks(&mut out, b"", chunks.clone())
+                .await
+                .unwrap();
+            assert!(out.out == expected, "step {step}");
+            let mut out = Trickle {
+                out: Vec::new(),
+                step,
+            };
+            let head = b"HTTP/1.1 200 OK\r\n\r\n";
+            super::write_chunks(&mut out, head, chunks.clone())
+                .await
+                .unwrap();
+            assert!(out.out[..head.len()] == head[..], "step {step}");
+            assert!(out.out[head.len()..] == expected, "step {step}");
+        }
+    }
+
+    #[test]
+    fn size_lines_are_upper_case_hex() {
+        let mut line = [0u8; super::SIZE_LINE];
+        for (len, text) in [
+            (0usize, "0\r\n"),
+            (1, "1\r\n"),
+            (15, "F\r\n"),
+            (16, "10\r\n"),
+            (0xABCDEF, "ABCDEF\r\n"),
+            (usize::MAX, "FFFFFFFFFFFFFFFF\r\n"),
+        ] {
+            assert_eq!(super::size_line(len, &mut line), text.as_bytes());
+            let chunk = bytes::Bytes::from(vec![0u8; len.min(100_000)]);
+            if len == chunk.len() && len > 0 {
+                assert_eq!(super::framed_len(&chunk), text.len() + len + 2);
+            }
+        }
     }
 }

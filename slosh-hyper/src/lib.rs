@@ -349,14 +349,23 @@ fn convert(response: slosh_core::Response, body: Body) -> hyper::Response<Body> 
     for (name, value) in response.headers {
         // Core writes only ASCII header values it built itself; a value that
         // still fails is dropped rather than sent malformed.
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::try_from(value),
-        ) {
+        if let (Ok(name), Ok(value)) = (header_name(name), HeaderValue::try_from(value)) {
             headers.append(name, value);
         }
     }
     out
+}
+
+/// hyper's name for one of core's header names. The two every answer
+/// carries are matched to hyper's constants: `HeaderName::from_bytes`
+/// lower-cases and looks up every name, which showed in the profile of a
+/// publish.
+fn header_name(name: &str) -> Result<HeaderName, hyper::header::InvalidHeaderName> {
+    match name {
+        "Content-Type" => Ok(hyper::header::CONTENT_TYPE),
+        "Cache-Control" => Ok(hyper::header::CACHE_CONTROL),
+        _ => HeaderName::from_bytes(name.as_bytes()),
+    }
 }
 
 /// An SSE stream as a hyper body: each frame is pulled from core when hyper
@@ -686,5 +695,26 @@ pub async fn sweep(hub: Hub) {
     loop {
         let next = hub.sweep(Instant::now());
         tokio::time::sleep_until(next.into()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_match_what_hyper_parses() {
+        for name in [
+            "Content-Type",
+            "Cache-Control",
+            "Retry-After",
+            "X-Accel-Buffering",
+        ] {
+            assert_eq!(
+                header_name(name).unwrap(),
+                HeaderName::from_bytes(name.as_bytes()).unwrap()
+            );
+        }
+        assert!(header_name("bad name").is_err());
     }
 }

@@ -32,21 +32,24 @@ struct TargetArgs {
     /// Replaces {base} in the URL templates; the host must be in 127.0.0.0/8.
     #[arg(long, global = true, default_value = "http://127.0.0.1:8000")]
     base: String,
+    /// Which server's URLs and cursor style the flags below start from.
+    #[arg(long, global = true, value_enum, default_value_t = Preset::Slosh)]
+    preset: Preset,
     /// Publish URL template ({base}, {topic}).
-    #[arg(long, global = true, default_value = load::target::SLOSH_PUBLISH_URL)]
-    publish_url: String,
+    #[arg(long, global = true)]
+    publish_url: Option<String>,
     /// SSE subscribe URL template ({base}, {topic}).
-    #[arg(long, global = true, default_value = load::target::SLOSH_SUB_URL)]
-    sub_url: String,
+    #[arg(long, global = true)]
+    sub_url: Option<String>,
     /// Long-poll URL template ({base}, {topic}, {cursor}).
-    #[arg(long, global = true, default_value = load::target::SLOSH_POLL_URL)]
-    poll_url: String,
-    /// Topic info URL template, read to see long-polls parked (slosh only).
-    #[arg(long, global = true, default_value = load::target::SLOSH_INFO_URL)]
-    info_url: String,
+    #[arg(long, global = true)]
+    poll_url: Option<String>,
+    /// Topic info URL template, read (JSON `subscribers`) to see long-polls parked.
+    #[arg(long, global = true)]
+    info_url: Option<String>,
     /// How long-poll clients walk a topic.
-    #[arg(long, global = true, value_enum, default_value_t = Style::Slosh)]
-    cursor_style: Style,
+    #[arg(long, global = true, value_enum)]
+    cursor_style: Option<Style>,
     /// The server's pid, for its CPU (/proc/PID/stat) and RSS (/proc/PID/status).
     #[arg(long, global = true)]
     server_pid: Option<u32>,
@@ -63,6 +66,14 @@ struct TargetArgs {
     /// Runtime worker threads (1: a single-threaded runtime).
     #[arg(long, global = true, default_value_t = 1)]
     threads: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Preset {
+    /// slosh's `/topics/…` URLs and `?n=` cursors.
+    Slosh,
+    /// `benches/peers/nchan.conf`: `/pub/…`, `/sub/…`, HTTP-cache cursors.
+    Nchan,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -131,17 +142,33 @@ impl FanoutArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = &cli.target;
-    let target = Target {
-        base: args.base.trim_end_matches('/').to_string(),
-        publish_url: args.publish_url.clone(),
-        sub_url: args.sub_url.clone(),
-        poll_url: args.poll_url.clone(),
-        info_url: args.info_url.clone(),
-        cursor_style: match args.cursor_style {
-            Style::Slosh => CursorStyle::Slosh,
-            Style::Nchan => CursorStyle::Nchan,
-        },
+    let preset = match args.preset {
+        Preset::Slosh => Target::slosh(&args.base),
+        Preset::Nchan => Target::nchan(&args.base),
     };
+    let mut target = match preset {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("slosh-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let templates = [
+        (&args.publish_url, &mut target.publish_url),
+        (&args.sub_url, &mut target.sub_url),
+        (&args.poll_url, &mut target.poll_url),
+        (&args.info_url, &mut target.info_url),
+    ];
+    for (flag, template) in templates {
+        if let Some(flag) = flag {
+            template.clone_from(flag);
+        }
+    }
+    match args.cursor_style {
+        Some(Style::Slosh) => target.cursor_style = CursorStyle::Slosh,
+        Some(Style::Nchan) => target.cursor_style = CursorStyle::Nchan,
+        None => {}
+    }
     if let Err(e) = target.check() {
         eprintln!("slosh-load: {e}");
         return ExitCode::from(2);

@@ -33,8 +33,11 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 const DRAIN: Duration = Duration::from_secs(5);
 /// How long to wait for long-polls to show as parked on the server.
 const PARK_WAIT: Duration = Duration::from_secs(10);
-/// Without a way to see parked long-polls (Nchan), wait this long instead.
+/// Without a way to see parked long-polls, wait this long instead.
 const SETTLE: Duration = Duration::from_secs(1);
+/// Info answers in a row without a subscriber count before falling back to
+/// [`SETTLE`].
+const INFO_TRIES: u32 = 3;
 /// Failed requests a long-poll subscriber tolerates before giving up.
 const MAX_POLL_ERRORS: u64 = 10;
 /// Most messages one scenario may publish: each subscriber keeps one bit
@@ -100,6 +103,8 @@ pub struct FanoutReport {
     pub stalled_steps: u64,
     /// Server CPU from the first publish to the end, when its pid was given.
     pub server_cpu_s: Option<f64>,
+    /// The user-space part of [`server_cpu_s`](Self::server_cpu_s).
+    pub server_user_cpu_s: Option<f64>,
     /// Server RSS before subscribing.
     pub rss_before: Option<u64>,
     /// Server RSS with every subscriber subscribed, before publishing.
@@ -117,6 +122,12 @@ impl FanoutReport {
     /// Server CPU per delivery, in microseconds.
     pub fn server_cpu_per_delivery_us(&self) -> Option<f64> {
         self.server_cpu_s
+            .map(|cpu| cpu * 1e6 / self.deliveries.max(1) as f64)
+    }
+
+    /// Server user-space CPU per delivery, in microseconds.
+    pub fn server_user_cpu_per_delivery_us(&self) -> Option<f64> {
+        self.server_user_cpu_s
             .map(|cpu| cpu * 1e6 / self.deliveries.max(1) as f64)
     }
 
@@ -150,6 +161,8 @@ impl FanoutReport {
             "errors": self.errors,
             "stalled_steps": self.stalled_steps,
             "server_cpu_s": self.server_cpu_s.map(|c| round(c, 2)),
+            "server_user_cpu_s": self.server_user_cpu_s.map(|c| round(c, 2)),
+            "server_user_cpu_per_delivery_us": self.server_user_cpu_per_delivery_us().map(|c| round(c, 3)),
             "server_cpu_per_delivery_us": self.server_cpu_per_delivery_us().map(|c| round(c, 3)),
             "server_rss_before": self.rss_before,
             "server_rss_subscribed": self.rss_subscribed,
@@ -213,6 +226,9 @@ impl fmt::Display for FanoutReport {
         )?;
         if let Some(cpu) = self.server_cpu_per_delivery_us() {
             write!(f, "\n  server CPU {cpu:.3} µs per delivery")?;
+            if let Some(user) = self.server_user_cpu_per_delivery_us() {
+                write!(f, " ({user:.3} µs in user space)")?;
+            }
         }
         if let Some(rss) = self.rss_per_sub() {
             write!(f, "\n  server RSS {rss:.0} B per subscriber")?;
@@ -503,7 +519,7 @@ async fn fanout(run: &Run, options: FanoutOptions, kind: Kind) -> Result<FanoutR
             tallies.push(tally);
         }
     }
-    let cpu_after = run.cpu();
+    let (server_cpu_s, server_user_cpu_s) = super::cpu_used(cpu_before, run.cpu());
 
     let latency = shared
         .latency
@@ -531,7 +547,8 @@ async fn fanout(run: &Run, options: FanoutOptions, kind: Kind) -> Result<FanoutR
         polls: 0,
         errors: 0,
         stalled_steps: published.stalled,
-        server_cpu_s: cpu_before.zip(cpu_after).map(|(b, a)| a - b),
+        server_cpu_s,
+        server_user_cpu_s,
         rss_before,
         rss_subscribed,
         timed_out: Instant::now() >= deadline,
@@ -794,42 +811,64 @@ async fn long_poll_subscriber(
 }
 
 /// Waits (bounded) until the server shows every ready long-poll parked, so
-/// the first message's latency is not a connect time. slosh has `.info`;
-/// for other servers a fixed settle time stands in.
+/// the first message's latency is not a connect time. The info URL answers
+/// JSON with a `subscribers` count on both servers: slosh's `.info`, and
+/// Nchan's publisher location on a `GET` that asks for JSON. When it gives
+/// no count ([`INFO_TRIES`] answers in a row), a fixed settle time stands
+/// in.
 async fn wait_parked(run: &Run, topic: &str, shared: &Shared, deadline: Instant) {
     let until = deadline.min(Instant::now() + PARK_WAIT);
-    if run.target.cursor_style != CursorStyle::Slosh {
-        tokio::time::sleep_until(until.min(Instant::now() + SETTLE).into()).await;
-        return;
-    }
+    let settle =
+        |until: Instant| tokio::time::sleep_until(until.min(Instant::now() + SETTLE).into());
     let Ok(info) = run.target.info(topic) else {
+        settle(until).await;
         return;
     };
     let want = shared.ready.load(Ordering::SeqCst);
-    let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", info.path, info.host);
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n\r\n",
+        info.path, info.host
+    );
     let mut conn = None;
+    let mut unanswered = 0;
     while Instant::now() < until {
         if conn.is_none() {
             conn = Connection::open(info.addr, None).await.ok();
         }
-        if let Some(c) = conn.as_mut() {
-            let subscribers = match c.send(request.as_bytes()).await {
-                Ok(()) => c.read_response().await.ok().and_then(|r| {
-                    serde_json::from_slice::<serde_json::Value>(&r.body)
-                        .ok()?
-                        .get("subscribers")?
-                        .as_u64()
-                }),
+        let subscribers = match conn.as_mut() {
+            Some(c) => match c.send(request.as_bytes()).await {
+                Ok(()) => c
+                    .read_response()
+                    .await
+                    .ok()
+                    .and_then(|r| subscribers(&r.body)),
                 Err(_) => None,
-            };
-            match subscribers {
-                Some(n) if n as usize >= want => return,
-                Some(_) => {}
-                None => conn = None,
+            },
+            None => None,
+        };
+        match subscribers {
+            Some(n) if n as usize >= want => return,
+            Some(_) => unanswered = 0,
+            None => {
+                conn = None;
+                unanswered += 1;
+                if unanswered >= INFO_TRIES {
+                    settle(until).await;
+                    return;
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The `subscribers` field of a topic info answer (slosh's `.info`, Nchan's
+/// channel info).
+fn subscribers(body: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .get("subscribers")?
+        .as_u64()
 }
 
 struct Published {
@@ -857,13 +896,15 @@ async fn publisher(
         endpoint.path, endpoint.host
     );
     let mut conn: Option<Connection> = None;
-    let begin = Instant::now();
     for seq in 0..options.msgs {
         if Instant::now() >= deadline {
             break;
         }
-        if options.rate > 0.0 {
-            let due = begin + Duration::from_secs_f64(seq as f64 / options.rate);
+        // The schedule starts at the first publish, not before the
+        // publisher's connection is open: M messages at R/s span
+        // (M − 1) / R seconds from the first.
+        if let (true, Some(first)) = (options.rate > 0.0, published.first) {
+            let due = first + Duration::from_secs_f64(seq as f64 / options.rate);
             tokio::time::sleep_until(due.min(deadline).into()).await;
         }
         let c = match conn.as_mut() {

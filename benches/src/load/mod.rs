@@ -111,8 +111,9 @@ impl Run {
         Some(Ipv4Addr::new(127, 0, 0, octet))
     }
 
-    fn cpu(&self) -> Option<f64> {
-        self.server.and_then(|s| s.cpu_seconds().ok())
+    /// The server's (user, system) CPU seconds so far.
+    fn cpu(&self) -> Option<(f64, f64)> {
+        self.server.and_then(|s| s.cpu_times().ok())
     }
 
     fn rss(&self) -> Option<u64> {
@@ -182,6 +183,16 @@ impl Latency {
             "p99": round(self.p99_us, 1),
             "max": round(self.max_us, 1),
         })
+    }
+}
+
+/// CPU used between two readings of [`Run::cpu`]: (total, user).
+fn cpu_used(before: Option<(f64, f64)>, after: Option<(f64, f64)>) -> (Option<f64>, Option<f64>) {
+    match before.zip(after) {
+        Some(((user0, system0), (user1, system1))) => {
+            (Some(user1 + system1 - user0 - system0), Some(user1 - user0))
+        }
+        None => (None, None),
     }
 }
 

@@ -43,6 +43,8 @@ pub struct PublishReport {
     pub latency: Latency,
     /// Server CPU over the run, when its pid was given.
     pub server_cpu_s: Option<f64>,
+    /// The user-space part of [`server_cpu_s`](Self::server_cpu_s).
+    pub server_user_cpu_s: Option<f64>,
     /// The run hit [`Run::timeout`].
     pub timed_out: bool,
 }
@@ -59,6 +61,12 @@ impl PublishReport {
             .map(|cpu| cpu * 1e6 / (self.ok.max(1)) as f64)
     }
 
+    /// Server user-space CPU per request, in microseconds.
+    pub fn server_user_cpu_per_request_us(&self) -> Option<f64> {
+        self.server_user_cpu_s
+            .map(|cpu| cpu * 1e6 / self.ok.max(1) as f64)
+    }
+
     /// The one-line machine-readable result.
     pub fn json(&self) -> serde_json::Value {
         serde_json::json!({
@@ -73,6 +81,8 @@ impl PublishReport {
             "requests_per_s": round(self.requests_per_s(), 1),
             "latency_us": self.latency.json(),
             "server_cpu_s": self.server_cpu_s.map(|c| round(c, 2)),
+            "server_user_cpu_s": self.server_user_cpu_s.map(|c| round(c, 2)),
+            "server_user_cpu_per_request_us": self.server_user_cpu_per_request_us().map(|c| round(c, 3)),
             "server_cpu_per_request_us": self.server_cpu_per_request_us().map(|c| round(c, 2)),
             "timed_out": self.timed_out,
         })
@@ -103,6 +113,9 @@ impl fmt::Display for PublishReport {
         )?;
         if let Some(cpu) = self.server_cpu_per_request_us() {
             write!(f, "\n  server CPU {cpu:.2} µs per request")?;
+            if let Some(user) = self.server_user_cpu_per_request_us() {
+                write!(f, " ({user:.2} µs in user space)")?;
+            }
         }
         if self.timed_out {
             write!(f, "\n  TIMED OUT: partial figures")?;
@@ -227,14 +240,15 @@ pub async fn publish(run: &Run, options: PublishOptions) -> Result<PublishReport
             last = last.max(at);
         }
     }
-    let cpu_after = run.cpu();
+    let (server_cpu_s, server_user_cpu_s) = super::cpu_used(cpu_before, run.cpu());
     Ok(PublishReport {
         options,
         ok,
         errors,
         elapsed: last.duration_since(start),
         latency: Latency::of(&latency),
-        server_cpu_s: cpu_before.zip(cpu_after).map(|(b, a)| a - b),
+        server_cpu_s,
+        server_user_cpu_s,
         timed_out,
     })
 }

@@ -13,6 +13,14 @@ pub const SLOSH_SUB_URL: &str = "{base}/topics/{topic}.sse";
 pub const SLOSH_POLL_URL: &str = "{base}/topics/{topic}.json?n={cursor}";
 /// The slosh topic info URL, used to see that long-polls are parked.
 pub const SLOSH_INFO_URL: &str = "{base}/topics/{topic}.info";
+/// Nchan's publisher location in `benches/peers/nchan.conf`.
+pub const NCHAN_PUBLISH_URL: &str = "{base}/pub/{topic}";
+/// Nchan's subscriber location in `benches/peers/nchan.conf`: SSE with
+/// `Accept: text/event-stream`, a long-poll otherwise.
+pub const NCHAN_SUB_URL: &str = "{base}/sub/{topic}";
+/// Nchan's channel info: a `GET` on the publisher location, JSON when asked
+/// for (`{"messages":…,"subscribers":…}`).
+pub const NCHAN_INFO_URL: &str = "{base}/pub/{topic}";
 
 /// How a long-poll client says what it has already seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,8 +104,8 @@ pub struct Target {
     pub sub_url: String,
     /// Template of the long-poll URL.
     pub poll_url: String,
-    /// Template of the topic info URL (slosh only; read to see long-polls
-    /// parked before publishing starts).
+    /// Template of the topic info URL, read to see long-polls parked before
+    /// publishing starts (JSON with a `subscribers` count).
     pub info_url: String,
     /// How long-poll clients walk the topic.
     pub cursor_style: CursorStyle,
@@ -113,6 +121,20 @@ impl Target {
             poll_url: SLOSH_POLL_URL.to_string(),
             info_url: SLOSH_INFO_URL.to_string(),
             cursor_style: CursorStyle::Slosh,
+        };
+        target.check()?;
+        Ok(target)
+    }
+
+    /// An Nchan server at `base` configured as `benches/peers/nchan.conf`.
+    pub fn nchan(base: &str) -> Result<Target, LoadError> {
+        let target = Target {
+            base: base.trim_end_matches('/').to_string(),
+            publish_url: NCHAN_PUBLISH_URL.to_string(),
+            sub_url: NCHAN_SUB_URL.to_string(),
+            poll_url: NCHAN_SUB_URL.to_string(),
+            info_url: NCHAN_INFO_URL.to_string(),
+            cursor_style: CursorStyle::Nchan,
         };
         target.check()?;
         Ok(target)

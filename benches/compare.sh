@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# benches/compare.sh: slosh against Nchan, scenario by scenario, with
+# slosh-load; prints a side-by-side table of medians and ratios and the
+# issue's targets judged on them.
+#
+#   benches/compare.sh                 # everything (~5 min)
+#   ONLY="sse-1000x200 publish" benches/compare.sh
+#
+# Environment:
+#   FANOUT_REPS  repetitions of the SSE fan-out scenarios (3)
+#   REPS         repetitions of the other scenarios (1)
+#   ONLY         space-separated scenario labels to run (all)
+#   SERVERS      "slosh nchan" (both)
+#   SERVER_CPU / LOAD_CPU   CPUs for the servers / the generator (1 / 0)
+#   OUT          where runs, logs and the table go
+#                (target/compare/DATE-TIME)
+#
+# Each run gets a fresh server pinned to SERVER_CPU (nginx's master and its
+# one worker; slosh with one tokio worker), and the generator pinned to
+# LOAD_CPU. slosh and Nchan alternate within each repetition, so load from
+# other work on the machine falls on both. Nchan 1.3.6 can abort on an
+# assertion in spool.c (worker exits on signal 6): after each run nginx's
+# error log is checked and such a run is recorded as invalid, not used.
+# Everything listens on 127.0.0.1 only and every step has a time limit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT=${OUT:-$TARGET_DIR/compare/$(date +%Y%m%d-%H%M%S)}
+FANOUT_REPS=${FANOUT_REPS:-3}
+REPS=${REPS:-1}
+SERVER_CPU=${SERVER_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+SERVERS=${SERVERS:-"slosh nchan"}
+SLOSH_PORT=${SLOSH_PORT:-8711}
+NCHAN_PORT=${NCHAN_PORT:-8712}
+NCHAN_CONF=$ROOT/benches/peers/nchan.conf
+NCHAN_MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
+
+# label | slosh-load arguments | repetitions
+SCENARIOS=(
+    "sse-1000x200|sse-fanout --subs 1000 --msgs 200 --rate 0|$FANOUT_REPS"
+    "sse-10000x20|sse-fanout --subs 10000 --msgs 20 --rate 0|$FANOUT_REPS"
+    "publish|publish --conns 32 --topics 100 --secs 10|$REPS"
+    "longpoll-50|longpoll --subs 1000 --msgs 100 --rate 50|$REPS"
+    "longpoll-200|longpoll --subs 1000 --msgs 100 --rate 200|$REPS"
+    "connect-10000|connect --subs 10000|$REPS"
+)
+
+log() { printf '%s compare: %s\n' "$(date +%T)" "$*" >&2; }
+
+install_nchan() {
+    if command -v nginx >/dev/null && [ -f "$NCHAN_MODULE" ]; then
+        return
+    fi
+    log "installing nginx and libnginx-mod-nchan from Debian"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        nginx libnginx-mod-nchan
+}
+
+# Waits until something accepts on 127.0.0.1:$1 (at most 10 s).
+wait_port() {
+    local i
+    for i in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# Stops pid $1 (TERM, then KILL after 5 s) and reaps it.
+stop() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# Starts a fresh server; sets SERVER_PID (the process that owns the
+# process group we stop), MEASURE_PID (the one whose CPU and RSS count),
+# BASE and RUN_DIR.
+start_server() {
+    local server=$1
+    case $server in
+    slosh)
+        BASE=http://127.0.0.1:$SLOSH_PORT
+        TOKIO_WORKER_THREADS=1 taskset -c "$SERVER_CPU" "$TARGET_DIR/release/slosh-cli" serve \
+            --bind "127.0.0.1:$SLOSH_PORT" --queue 100 \
+            --max-connections 30000 --max-subscribers 30000 \
+            >"$RUN_DIR/server.log" 2>&1 &
+        SERVER_PID=$!
+        MEASURE_PID=$SERVER_PID
+        wait_port "$SLOSH_PORT"
+        ;;
+    nchan)
+        BASE=http://127.0.0.1:$NCHAN_PORT
+        mkdir -p "$RUN_DIR/tmp"
+        sed "s/@PORT@/$NCHAN_PORT/" "$NCHAN_CONF" >"$RUN_DIR/nchan.conf"
+        taskset -c "$SERVER_CPU" nginx -p "$RUN_DIR" -c "$RUN_DIR/nchan.conf" \
+            >"$RUN_DIR/server.log" 2>&1 &
+        SERVER_PID=$!
+        wait_port "$NCHAN_PORT"
+        MEASURE_PID=$(pgrep -P "$SERVER_PID" | head -n1)
+        [ -n "$MEASURE_PID" ]
+        ;;
+    esac
+}
+
+# Why the run cannot be used, or nothing.
+crash_note() {
+    local server=$1
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        echo "server exited during the run"
+        return
+    fi
+    if [ "$server" = nchan ]; then
+        local bad
+        bad=$(grep -E 'exited on signal|assert|\[(emerg|alert|crit)\]' "$RUN_DIR/error.log" |
+            head -n1 | tr -d '"\\' | cut -c1-200 || true)
+        [ -z "$bad" ] || echo "nginx error log: $bad"
+    fi
+}
+
+run_one() {
+    local server=$1 label=$2 args=$3 rep=$4
+    RUN_DIR=$OUT/$label-$server-$rep
+    mkdir -p "$RUN_DIR"
+    log "$label $server rep $rep: $args"
+    local note="" result=null valid=true rc=0
+    if ! start_server "$server"; then
+        note="server did not start"
+    else
+        # shellcheck disable=SC2086 # $args is a word list on purpose
+        timeout 240 taskset -c "$LOAD_CPU" "$TARGET_DIR/release/slosh-load" \
+            --preset "$server" --base "$BASE" --server-pid "$MEASURE_PID" --timeout 120 \
+            $args >"$RUN_DIR/result.json" 2>"$RUN_DIR/summary.txt" || rc=$?
+        note=$(crash_note "$server")
+        stop "$SERVER_PID"
+        if [ -z "$note" ] && [ "$server" = nchan ]; then
+            # A crash during shutdown is still a crash of this run.
+            note=$(grep -E 'exited on signal|assert' "$RUN_DIR/error.log" | head -n1 | tr -d '"\\' || true)
+        fi
+        if [ "$rc" -ne 0 ]; then
+            note="${note:+$note; }slosh-load exited with $rc"
+        fi
+        if [ -s "$RUN_DIR/result.json" ]; then
+            result=$(head -n1 "$RUN_DIR/result.json")
+        fi
+    fi
+    [ -z "$note" ] || valid=false
+    cat "$RUN_DIR/summary.txt" >&2 2>/dev/null || true
+    [ -z "$note" ] || log "INVALID: $note"
+    printf '{"server":"%s","scenario":"%s","rep":%d,"valid":%s,"note":"%s","result":%s}\n' \
+        "$server" "$label" "$rep" "$valid" "$note" "$result" >>"$OUT/runs.jsonl"
+}
+
+main() {
+    install_nchan
+    log "building release binaries"
+    (cd "$ROOT" && cargo build --release -q -p slosh-cli -p benches)
+    mkdir -p "$OUT"
+    : >"$OUT/runs.jsonl"
+    {
+        echo "date: $(date -u +%FT%TZ)"
+        echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+        echo "kernel: $(uname -r)"
+        echo "slosh: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') ($("$TARGET_DIR/release/slosh-cli" --version))"
+        echo "nginx: $(nginx -v 2>&1 | sed 's/.*: //'), nchan $(dpkg-query -W -f '${Version}' libnginx-mod-nchan 2>/dev/null || echo '?')"
+        echo "rustc: $(rustc --version)"
+        echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    } >"$OUT/env.txt"
+    cat "$OUT/env.txt" >&2
+    local entry label args reps rep server
+    for entry in "${SCENARIOS[@]}"; do
+        IFS='|' read -r label args reps <<<"$entry"
+        if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $label "* ]]; then
+            continue
+        fi
+        for rep in $(seq "$reps"); do
+            for server in $SERVERS; do
+                run_one "$server" "$label" "$args" "$rep"
+            done
+        done
+    done
+    echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"
+    "$TARGET_DIR/release/slosh-compare" "$OUT/runs.jsonl" | tee "$OUT/table.md"
+    log "runs, logs and table in $OUT"
+}
+
+main "$@"
