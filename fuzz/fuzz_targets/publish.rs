@@ -174,6 +174,8 @@ fn check_socket_agrees(body: &[u8], posted: &str) {
     let hub = Hub::builder().max_message(LIMIT).build();
     let request = Request::new("GET", "/topics/w")
         .with_header("Upgrade", "websocket")
+        .with_header("Connection", "Upgrade")
+        .with_header("Sec-WebSocket-Version", "13")
         .with_header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
     let mut socket = match hub.handle(request, Instant::now()) {
         Outcome::Socket(socket) => socket,

@@ -96,6 +96,8 @@ enum HeaderName {
     Origin,
     Upgrade,
     WebSocketKey,
+    WebSocketVersion,
+    Connection,
     Other(String),
 }
 
@@ -110,6 +112,8 @@ impl HeaderName {
             HeaderName::Origin => "Origin",
             HeaderName::Upgrade => "Upgrade",
             HeaderName::WebSocketKey => "Sec-WebSocket-Key",
+            HeaderName::WebSocketVersion => "Sec-WebSocket-Version",
+            HeaderName::Connection => "Connection",
             HeaderName::Other(name) => name,
         }
     }

@@ -176,6 +176,8 @@ fuzz_target!(|input: Input| {
     };
     let mut request = Request::new("GET", &target)
         .with_header("Upgrade", "websocket")
+        .with_header("Connection", "Upgrade")
+        .with_header("Sec-WebSocket-Version", "13")
         .with_header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
     if let Some(id) = &last_event_id {
         request.header("Last-Event-ID", id);
