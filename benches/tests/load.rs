@@ -176,6 +176,7 @@ async fn connect_opens_every_subscription_and_reports_rss() {
         ConnectOptions {
             subs: 50,
             topics: 2,
+            websocket: false,
         },
     )
     .await
@@ -183,6 +184,23 @@ async fn connect_opens_every_subscription_and_reports_rss() {
     assert_eq!((report.connected, report.failed_subs), (50, 0), "{report}");
     assert!(!report.timed_out);
     assert!(report.rss_after.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_opens_idle_websockets_on_the_topic_url() {
+    let run = spawn_server().await;
+    let report = load::connect(
+        &run,
+        ConnectOptions {
+            subs: 30,
+            topics: 3,
+            websocket: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.connected, report.failed_subs), (30, 0), "{report}");
+    assert_eq!(report.json()["kind"], "websocket");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -113,6 +113,9 @@ enum Scenario {
         /// Topics to spread them over.
         #[arg(long, default_value_t = 1)]
         topics: usize,
+        /// Idle WebSockets (slosh's upgrade on the topic URL) instead of SSE.
+        #[arg(long)]
+        websocket: bool,
     },
 }
 
@@ -228,10 +231,15 @@ fn main() -> ExitCode {
             Scenario::SseFanout(fanout) => load::sse_fanout(&run, fanout.options())
                 .await
                 .map(|r| (r.json(), r.to_string())),
-            Scenario::Connect { subs, topics } => {
+            Scenario::Connect {
+                subs,
+                topics,
+                websocket,
+            } => {
                 let options = ConnectOptions {
                     subs: *subs,
                     topics: *topics,
+                    websocket: *websocket,
                 };
                 load::connect(&run, options)
                     .await

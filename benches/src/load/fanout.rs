@@ -60,6 +60,8 @@ pub struct FanoutOptions {
 enum Kind {
     LongPoll,
     Sse,
+    /// `connect --websocket` only: the handshake, then an idle socket.
+    WebSocket,
 }
 
 /// What a fan-out measured.
@@ -243,10 +245,13 @@ impl fmt::Display for FanoutReport {
 /// Parameters of `connect`.
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
-    /// SSE subscriptions to open.
+    /// Subscriptions to open.
     pub subs: usize,
     /// Topics to spread them over (round-robin).
     pub topics: usize,
+    /// WebSocket subscriptions (an upgrade on the bare topic URL, slosh's
+    /// form) instead of SSE.
+    pub websocket: bool,
 }
 
 /// What `connect` measured.
@@ -269,6 +274,15 @@ pub struct ConnectReport {
 }
 
 impl ConnectReport {
+    /// `sse` or `websocket`.
+    pub fn kind(&self) -> &'static str {
+        if self.options.websocket {
+            "websocket"
+        } else {
+            "sse"
+        }
+    }
+
     /// Server RSS added per subscriber, in bytes.
     pub fn rss_per_sub(&self) -> Option<f64> {
         rss_per(self.rss_before, self.rss_after, self.connected)
@@ -278,6 +292,7 @@ impl ConnectReport {
     pub fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "scenario": "connect",
+            "kind": self.kind(),
             "subs": self.options.subs,
             "topics": self.options.topics,
             "connected": self.connected,
@@ -296,9 +311,10 @@ impl fmt::Display for ConnectReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "connect: {} of {} SSE subscriptions ({} failed) in {:.3} s",
+            "connect: {} of {} {} subscriptions ({} failed) in {:.3} s",
             self.connected,
             self.options.subs,
+            self.kind(),
             self.failed_subs,
             self.elapsed.as_secs_f64()
         )?;
@@ -478,7 +494,8 @@ async fn fanout(run: &Run, options: FanoutOptions, kind: Kind) -> Result<FanoutR
     let topic = run.topic_prefix.clone();
     let endpoint = match kind {
         Kind::LongPoll => run.target.poll(&topic)?,
-        Kind::Sse => run.target.sub(&topic)?,
+        // (Idle sockets are `connect`'s alone; they would deliver nothing.)
+        Kind::Sse | Kind::WebSocket => run.target.sub(&topic)?,
     };
     let publish = run.target.publish(&topic)?;
     let deadline = Instant::now() + run.timeout;
@@ -530,6 +547,7 @@ async fn fanout(run: &Run, options: FanoutOptions, kind: Kind) -> Result<FanoutR
         scenario: match kind {
             Kind::LongPoll => "longpoll",
             Kind::Sse => "sse-fanout",
+            Kind::WebSocket => "websocket",
         },
         options,
         connected: 0,
@@ -592,7 +610,11 @@ pub async fn connect(run: &Run, options: ConnectOptions) -> Result<ConnectReport
     let rss_before = run.rss();
     let shared = Arc::new(Shared::new(0));
     let plan = Arc::new(Plan {
-        kind: Kind::Sse,
+        kind: if options.websocket {
+            Kind::WebSocket
+        } else {
+            Kind::Sse
+        },
         style: run.target.cursor_style,
         endpoints,
         run: run.clone(),
@@ -680,14 +702,41 @@ async fn subscribe(
             );
             conn.send(request.as_bytes()).await?;
         }
+        if plan.kind == Kind::WebSocket {
+            // The bare topic URL: slosh's SSE template ends in `.sse`.
+            let path = endpoint.path.strip_suffix(".sse").unwrap_or(&endpoint.path);
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                endpoint.host
+            );
+            conn.send(request.as_bytes()).await?;
+        }
         conn
     };
     match plan.kind {
         Kind::Sse => sse_subscriber(conn, shared, tally).await,
+        Kind::WebSocket => idle_socket(conn, shared, tally).await,
         Kind::LongPoll => {
             long_poll_subscriber(conn, plan.style, endpoint, source, shared, tally).await
         }
     }
+}
+
+/// A WebSocket that only holds its place: subscribed at the `101`, then
+/// reading (and dropping) whatever comes until the run stops it.
+async fn idle_socket(
+    mut conn: Connection,
+    shared: &Shared,
+    tally: &mut Tally,
+) -> Result<(), LoadError> {
+    let head = conn.read_head().await?;
+    if head.status != 101 {
+        return Err(LoadError::Status(head.status));
+    }
+    tally.subscribed(shared);
+    conn.drain().await
 }
 
 async fn sse_subscriber(

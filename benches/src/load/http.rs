@@ -100,6 +100,14 @@ impl Connection {
         Ok(())
     }
 
+    /// Reads and drops whatever comes until the peer closes (an error).
+    pub async fn drain(&mut self) -> Result<(), LoadError> {
+        loop {
+            self.buf.clear();
+            self.fill().await?;
+        }
+    }
+
     /// Reads one response head.
     pub async fn read_head(&mut self) -> Result<Head, LoadError> {
         loop {
