@@ -592,20 +592,35 @@ impl LongPoll {
 
     /// Answers if there is something to answer (messages after the cursor,
     /// the deadline passed, the topic closed, the hub shutting down);
-    /// otherwise returns the listener to await. The listener is registered
-    /// before the log is read, so no publish can slip between the two.
+    /// otherwise returns the listener to await.
+    ///
+    /// As a feed does, the log is read once before any listener is
+    /// registered: a poll woken by a publish answers from that read and
+    /// needs no listener. Only when it is empty is the listener registered
+    /// and the log read again, so no publish can slip between the two.
     pub fn poll(&mut self, now: Instant) -> Wake<Response> {
+        if let Some(response) = self.try_answer(now) {
+            return Wake::Ready(response);
+        }
         let listener = self.topic().listen();
+        if let Some(response) = self.try_answer(now) {
+            return Wake::Ready(response);
+        }
+        Wake::Wait(listener)
+    }
+
+    /// The answer, if there is one to give at `now`.
+    fn try_answer(&mut self, now: Instant) -> Option<Response> {
         let topic = Arc::clone(self.topic());
         if topic.is_closed() {
-            return Wake::Ready(self.answer(Batch::empty(0), now));
+            return Some(self.answer(Batch::empty(0), now));
         }
         let batch = Batch::read(topic.log.as_ref(), self.cursor);
         let timed_out = self.deadline.is_some_and(|deadline| now >= deadline);
         if !batch.messages.is_empty() || timed_out || self.hub.is_shutting_down() {
-            return Wake::Ready(self.answer(batch, now));
+            return Some(self.answer(batch, now));
         }
-        Wake::Wait(listener)
+        None
     }
 
     fn answer(&mut self, batch: Batch, now: Instant) -> Response {
