@@ -13,7 +13,7 @@ mod helpers;
 
 use std::time::Duration;
 
-use helpers::{spawn_frontend, Frontend, ServeOptions};
+use helpers::{dechunk, spawn_frontend, Frontend, ServeOptions};
 use slosh_core::Settings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -235,21 +235,6 @@ fn hide_session_id(cookie: &str) -> String {
         }
         None => cookie.to_string(),
     }
-}
-
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size_text = std::str::from_utf8(&rest[..line_end]).unwrap();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
-    }
-    out
 }
 
 /// Runs the whole script against `frontend` and returns every answer.

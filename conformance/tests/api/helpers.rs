@@ -299,10 +299,12 @@ impl Drop for App {
 
 /// Parses a whole HTTP/1.1 answer (Content-Length or chunked).
 pub fn parse(raw: &[u8]) -> Answer {
-    let text = String::from_utf8_lossy(raw);
-    let (head, rest) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no head in {text:?}"));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let rest = &raw[split + 4..];
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap();
     let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
@@ -316,9 +318,9 @@ pub fn parse(raw: &[u8]) -> Answer {
         .iter()
         .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     let body = if chunked {
-        dechunk(rest)
+        String::from_utf8_lossy(&dechunk(rest)).into_owned()
     } else {
-        rest.to_string()
+        String::from_utf8_lossy(rest).into_owned()
     };
     Answer {
         status,
@@ -327,15 +329,19 @@ pub fn parse(raw: &[u8]) -> Answer {
     }
 }
 
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+/// Undoes chunked transfer coding, by byte counts (chunk extensions
+/// after `;` ignored), up to the last chunk.
+pub fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size_text = std::str::from_utf8(&rest[..line_end]).unwrap();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        rest = &rest[line_end + 2..];
         if size == 0 {
             break;
         }
-        out.push_str(&after[..size]);
-        rest = &after[size + 2..];
+        out.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
     }
     out
 }
