@@ -41,11 +41,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(slosh_cli::run_server(args));
+    // Spawned, not run in `block_on` itself: `block_on` polls its future on
+    // this main thread, so the accept loop would hand every connection
+    // across threads to a worker (an eventfd write and an extra epoll
+    // wakeup per connection, measured in `benches/RESULTS.md`).
+    let result = runtime.block_on(async { tokio::spawn(slosh_cli::run_server(args)).await });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) => {
             tracing::error!(%error, "slosh failed");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            tracing::error!(%error, "the server task panicked");
             ExitCode::FAILURE
         }
     }
