@@ -447,6 +447,7 @@ impl Hub {
             new_session: begun.new,
             deadline: self.inner.settings.poll_timeout.map(|t| now + t),
             answered: false,
+            checked: false,
             cors: None,
         };
         // Answer at once when something is buffered; the subscription is
@@ -454,6 +455,7 @@ impl Hub {
         // parked subscriber afterwards.
         let batch = Batch::read(poll.topic().log.as_ref(), poll.cursor);
         if batch.messages.is_empty() {
+            poll.checked = true;
             Ok(Outcome::Park(poll))
         } else {
             Ok(Outcome::Respond(poll.answer(batch, now)))
@@ -566,6 +568,10 @@ pub struct LongPoll {
     new_session: bool,
     deadline: Option<Instant>,
     answered: bool,
+    /// The log was read and had nothing for this poll an instant ago (at
+    /// parking), so the next [`poll`](Self::poll) can start by listening:
+    /// a long-poll delivery is then one read fewer.
+    checked: bool,
     /// The allowed CORS origin to answer with, if any.
     cors: Option<String>,
 }
@@ -597,10 +603,14 @@ impl LongPoll {
     /// As a feed does, the log is read once before any listener is
     /// registered: a poll woken by a publish answers from that read and
     /// needs no listener. Only when it is empty is the listener registered
-    /// and the log read again, so no publish can slip between the two.
+    /// and the log read again, so no publish can slip between the two. The
+    /// first poll after parking skips the read before listening: the hub
+    /// read the log empty when it parked the request.
     pub fn poll(&mut self, now: Instant) -> Wake<Response> {
-        if let Some(response) = self.try_answer(now) {
-            return Wake::Ready(response);
+        if !std::mem::take(&mut self.checked) {
+            if let Some(response) = self.try_answer(now) {
+                return Wake::Ready(response);
+            }
         }
         let listener = self.topic().listen();
         if let Some(response) = self.try_answer(now) {
