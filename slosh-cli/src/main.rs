@@ -3,6 +3,13 @@
 
 #![forbid(unsafe_code)]
 
+/// mimalloc, not the system allocator: a long-poll delivery allocates
+/// and frees a few dozen small blocks (hyper's head and header map, the
+/// answer, the next request's future), and glibc's malloc spent 18 % of
+/// the instructions of one (callgrind, `benches/RESULTS.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::FromArgMatches;
@@ -31,19 +38,16 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     slosh_cli::init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match slosh_cli::server_runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("slosh-cli: cannot start the runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
-    // Spawned, not run in `block_on` itself: `block_on` polls its future on
-    // this main thread, so the accept loop would hand every connection
-    // across threads to a worker (an eventfd write and an extra epoll
+    // Spawned, not run in `block_on` itself: with worker threads,
+    // `block_on` polls its future on this main thread, so the accept loop
+    // would hand every connection across threads to a worker (an eventfd write and an extra epoll
     // wakeup per connection, measured in `benches/RESULTS.md`).
     let result = runtime.block_on(async { tokio::spawn(slosh_cli::run_server(args)).await });
     match result {

@@ -231,3 +231,28 @@ fn no_token_is_logged_even_at_trace_from_a_header_or_the_query_string() {
         assert!(!rest.contains(secret), "{secret} was logged:\n{rest}");
     }
 }
+
+/// One worker means tokio's current-thread scheduler: the server is the
+/// main thread alone (`server_runtime`); more workers mean the
+/// multi-thread one, with the main thread waiting beside them.
+#[cfg(target_os = "linux")]
+#[test]
+fn one_worker_serves_on_the_main_thread_alone() {
+    for (workers, threads) in [("1", 1), ("2", 3)] {
+        let (child, log, addr) =
+            spawn_serve(&[("RUST_LOG", "info"), ("TOKIO_WORKER_THREADS", workers)]);
+        let answer = send(
+            &addr,
+            "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        );
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+            .unwrap()
+            .count();
+        stop_serve(child, log);
+        assert_eq!(
+            tasks, threads,
+            "threads with TOKIO_WORKER_THREADS={workers}"
+        );
+    }
+}
