@@ -92,6 +92,8 @@ fn metrics(kind: &str) -> &'static [Metric] {
         metric("seconds to connect all", &["elapsed_s"]),
         metric("failed", &["failed_subs"]),
         metric("server RSS B/subscriber", &["rss_per_sub_bytes"]),
+        metric("server CPU µs/subscriber", &["server_cpu_per_sub_us"]),
+        metric("generator CPU s", &["load_cpu_s"]),
     ];
     match kind {
         "sse-fanout" => SSE,

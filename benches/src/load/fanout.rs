@@ -269,11 +269,26 @@ pub struct ConnectReport {
     pub rss_before: Option<u64>,
     /// Server RSS with every subscription open.
     pub rss_after: Option<u64>,
+    /// Server CPU from the first connect to the last first block.
+    pub server_cpu_s: Option<f64>,
+    /// The user-space part of [`server_cpu_s`](Self::server_cpu_s).
+    pub server_user_cpu_s: Option<f64>,
+    /// This generator's own CPU over the same span: near
+    /// [`elapsed`](Self::elapsed) means the generator, not the server,
+    /// set the pace (on loopback the TCP handshake is mostly the
+    /// connecting side's kernel work).
+    pub load_cpu_s: Option<f64>,
     /// The run hit [`Run::timeout`].
     pub timed_out: bool,
 }
 
 impl ConnectReport {
+    /// Server CPU per subscription, in microseconds.
+    pub fn server_cpu_per_sub_us(&self) -> Option<f64> {
+        self.server_cpu_s
+            .map(|cpu| cpu * 1e6 / self.connected.max(1) as f64)
+    }
+
     /// `sse` or `websocket`.
     pub fn kind(&self) -> &'static str {
         if self.options.websocket {
@@ -302,6 +317,10 @@ impl ConnectReport {
             "server_rss_before": self.rss_before,
             "server_rss_after": self.rss_after,
             "rss_per_sub_bytes": self.rss_per_sub().map(|b| round(b, 0)),
+            "server_cpu_s": self.server_cpu_s.map(|c| round(c, 2)),
+            "server_user_cpu_s": self.server_user_cpu_s.map(|c| round(c, 2)),
+            "server_cpu_per_sub_us": self.server_cpu_per_sub_us().map(|c| round(c, 1)),
+            "load_cpu_s": self.load_cpu_s.map(|c| round(c, 2)),
             "timed_out": self.timed_out,
         })
     }
@@ -320,6 +339,12 @@ impl fmt::Display for ConnectReport {
         )?;
         if let Some(rss) = self.rss_per_sub() {
             write!(f, "\n  server RSS {rss:.0} B per subscriber")?;
+        }
+        if let Some(cpu) = self.server_cpu_per_sub_us() {
+            write!(f, "\n  server CPU {cpu:.1} µs per subscriber")?;
+        }
+        if let Some(cpu) = self.load_cpu_s {
+            write!(f, "\n  generator CPU {cpu:.2} s")?;
         }
         if self.timed_out {
             write!(f, "\n  TIMED OUT: partial figures")?;
@@ -620,6 +645,8 @@ pub async fn connect(run: &Run, options: ConnectOptions) -> Result<ConnectReport
         run: run.clone(),
         subs: options.subs,
     });
+    let cpu_before = run.cpu();
+    let load_before = own_cpu();
     let start = Instant::now();
     let (stop, tasks) = spawn_subscribers(&plan, &shared);
     let subs = options.subs;
@@ -629,6 +656,8 @@ pub async fn connect(run: &Run, options: ConnectOptions) -> Result<ConnectReport
         })
         .await;
     let elapsed = start.elapsed();
+    let (server_cpu_s, server_user_cpu_s) = super::cpu_used(cpu_before, run.cpu());
+    let load_cpu_s = super::cpu_used(load_before, own_cpu()).0;
     let rss_after = run.rss();
     let _ = stop.send(true);
     let mut connected = 0;
@@ -644,8 +673,20 @@ pub async fn connect(run: &Run, options: ConnectOptions) -> Result<ConnectReport
         elapsed,
         rss_before,
         rss_after,
+        server_cpu_s,
+        server_user_cpu_s,
+        load_cpu_s,
         timed_out: !all,
     })
+}
+
+/// This process's CPU so far, as [`Run`] reads the server's.
+fn own_cpu() -> Option<(f64, f64)> {
+    super::server::ServerProcess {
+        pid: std::process::id(),
+    }
+    .cpu_times()
+    .ok()
 }
 
 type Tasks = Vec<tokio::task::JoinHandle<Tally>>;
