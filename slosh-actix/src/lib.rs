@@ -363,7 +363,7 @@ fn builder(response: &slosh_core::Response) -> HttpResponseBuilder {
     for (name, value) in &response.headers {
         // actix writes Content-Length itself, from the body it is given.
         if !name.eq_ignore_ascii_case("content-length") {
-            out.append_header((*name, value.as_str()));
+            out.append_header((*name, value.as_ref()));
         }
     }
     out

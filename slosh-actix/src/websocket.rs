@@ -87,7 +87,7 @@ pub(crate) fn answer(socket: Socket, request: &HttpRequest, payload: web::Payloa
         // skipped rather than sent malformed.
         if let (Ok(name), Ok(value)) = (
             HeaderName::try_from(*name),
-            HeaderValue::try_from(value.as_str()),
+            HeaderValue::try_from(value.as_ref()),
         ) {
             headers.append(name, value);
         }

@@ -23,8 +23,9 @@ pub struct Batch {
     pub messages: Vec<Message>,
 }
 
-/// Appends `n` in decimal.
-fn push_u64(out: &mut String, n: u64) {
+/// Appends `n` in decimal (`write!` through `fmt` costs several times
+/// as much, and every answer carries a few numbers).
+pub(crate) fn push_u64(out: &mut String, n: u64) {
     let mut digits = [b'0'; 20];
     let mut rest = n;
     let mut start = digits.len();

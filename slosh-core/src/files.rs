@@ -155,12 +155,12 @@ impl StaticFile {
         let mut head = Response {
             status: 200,
             headers: vec![
-                ("Content-Type", self.content_type.to_string()),
-                ("Content-Length", self.len.to_string()),
-                ("Cache-Control", STATIC_CACHE_CONTROL.to_string()),
+                ("Content-Type", self.content_type.into()),
+                ("Content-Length", self.len.to_string().into()),
+                ("Cache-Control", STATIC_CACHE_CONTROL.into()),
                 // The type is decided from the extension; a browser must
                 // not second-guess it into something executable.
-                ("X-Content-Type-Options", "nosniff".to_string()),
+                ("X-Content-Type-Options", "nosniff".into()),
             ],
             body: bytes::Bytes::new(),
         };
@@ -329,8 +329,8 @@ fn redirect(location: &str) -> Response {
     Response {
         status: 301,
         headers: vec![
-            ("Location", location.to_string()),
-            ("Cache-Control", STATIC_CACHE_CONTROL.to_string()),
+            ("Location", location.to_string().into()),
+            ("Cache-Control", STATIC_CACHE_CONTROL.into()),
         ],
         body: bytes::Bytes::new(),
     }

@@ -3,6 +3,7 @@
 //! bodies are all decided here, once, so an adapter only converts types and
 //! drives what comes back on its runtime.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -168,7 +169,9 @@ pub struct Response {
     /// The HTTP status.
     pub status: u16,
     /// Headers, in the order to send them.
-    pub headers: Vec<(&'static str, String)>,
+    /// Values are mostly constants, borrowed rather than allocated per
+    /// answer.
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
     /// The body.
     pub body: Bytes,
 }
@@ -178,8 +181,8 @@ impl Response {
         Response {
             status,
             headers: vec![
-                ("Content-Type", content_type.to_string()),
-                ("Cache-Control", NO_STORE.to_string()),
+                ("Content-Type", content_type.into()),
+                ("Cache-Control", NO_STORE.into()),
             ],
             body: body.into(),
         }
@@ -195,10 +198,12 @@ impl Response {
         let body = serde_json::json!({ "error": error.to_string() }).to_string();
         let mut response = Response::json(error.status(), body);
         if let Some(allow) = error.allow() {
-            response.headers.push(("Allow", allow.to_string()));
+            response.headers.push(("Allow", allow.into()));
         }
         if let Some(seconds) = error.retry_after() {
-            response.headers.push(("Retry-After", seconds.to_string()));
+            response
+                .headers
+                .push(("Retry-After", seconds.to_string().into()));
         }
         response
     }
@@ -208,7 +213,7 @@ impl Response {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 }
 
@@ -500,12 +505,12 @@ pub(crate) fn not_allowed(method: &str, allow: &'static str) -> Error {
 pub(crate) fn add_cors(response: &mut Response, allowed: &str) {
     response
         .headers
-        .push(("Access-Control-Allow-Origin", allowed.to_string()));
+        .push(("Access-Control-Allow-Origin", allowed.to_string().into()));
     if allowed != "*" {
         response
             .headers
-            .push(("Access-Control-Allow-Credentials", "true".to_string()));
-        response.headers.push(("Vary", "Origin".to_string()));
+            .push(("Access-Control-Allow-Credentials", "true".into()));
+        response.headers.push(("Vary", "Origin".into()));
     }
 }
 
@@ -515,14 +520,14 @@ fn preflight(allowed: &str) -> Response {
     add_cors(&mut response, allowed);
     response
         .headers
-        .push(("Access-Control-Allow-Methods", TOPIC_METHODS.to_string()));
+        .push(("Access-Control-Allow-Methods", TOPIC_METHODS.into()));
     response.headers.push((
         "Access-Control-Allow-Headers",
-        "Content-Type, Authorization, Last-Event-ID".to_string(),
+        "Content-Type, Authorization, Last-Event-ID".into(),
     ));
     response
         .headers
-        .push(("Access-Control-Max-Age", "600".to_string()));
+        .push(("Access-Control-Max-Age", "600".into()));
     response
 }
 
@@ -535,7 +540,7 @@ fn no_content() -> Response {
 
 fn options(allow: &'static str) -> Response {
     let mut response = no_content();
-    response.headers.push(("Allow", allow.to_string()));
+    response.headers.push(("Allow", allow.into()));
     response
 }
 
@@ -649,7 +654,9 @@ impl LongPoll {
             _ => Response::json(200, batch.to_json()),
         };
         if let (Some(id), true) = (self.session, self.new_session) {
-            response.headers.push(("Set-Cookie", id.set_cookie()));
+            response
+                .headers
+                .push(("Set-Cookie", id.set_cookie().into()));
         }
         if let Some(allowed) = &self.cors {
             add_cors(&mut response, allowed);

@@ -67,7 +67,13 @@ impl Published {
     /// `{"ok":true,"id":N}` or `{"ok":true,"id":null,"dropped":true}`.
     pub fn to_json(&self) -> String {
         match self.id {
-            Some(id) => format!(r#"{{"ok":true,"id":{id}}}"#),
+            Some(id) => {
+                let mut json = String::with_capacity(32);
+                json.push_str(r#"{"ok":true,"id":"#);
+                crate::batch::push_u64(&mut json, id);
+                json.push('}');
+                json
+            }
             None => r#"{"ok":true,"id":null,"dropped":true}"#.to_string(),
         }
     }

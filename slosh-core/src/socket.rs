@@ -170,11 +170,11 @@ impl Socket {
         Response {
             status: 101,
             headers: vec![
-                ("Upgrade", "websocket".to_string()),
+                ("Upgrade", "websocket".into()),
                 // Lower case because actix writes this header itself, in
                 // lower case, whatever it is given; the token is
                 // case-insensitive, and both frontends then send the same.
-                ("Connection", "upgrade".to_string()),
+                ("Connection", "upgrade".into()),
             ],
             body: Bytes::new(),
         }

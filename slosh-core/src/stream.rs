@@ -102,9 +102,9 @@ impl EventStream {
         let mut head = Response {
             status: 200,
             headers: vec![
-                ("Content-Type", "text/event-stream".to_string()),
-                ("Cache-Control", "no-cache".to_string()),
-                ("X-Accel-Buffering", "no".to_string()),
+                ("Content-Type", "text/event-stream".into()),
+                ("Cache-Control", "no-cache".into()),
+                ("X-Accel-Buffering", "no".into()),
             ],
             body: Bytes::new(),
         };

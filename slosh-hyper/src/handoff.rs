@@ -32,7 +32,7 @@ use std::task::Poll;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use hyper::header::{HeaderName, HeaderValue};
+use hyper::header::HeaderName;
 use slosh_core::{EventStream, StreamStep};
 use tokio::io::{AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -183,9 +183,9 @@ fn head(stream: &EventStream) -> Vec<u8> {
     for (name, value) in head.headers {
         // The same rule as `convert`: a header that would be malformed on
         // the wire is dropped.
-        if let (Ok(name), Ok(value)) = (
+        if let (Ok(name), Some(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::try_from(value),
+            crate::header_value(value),
         ) {
             out.extend_from_slice(name.as_str().as_bytes());
             out.extend_from_slice(b": ");

@@ -147,6 +147,7 @@ mod websocket;
 #[doc = include_str!("../../docs/guide-hyper.md")]
 struct GuideHyper;
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
@@ -275,8 +276,10 @@ impl Slosh {
                 match parts.extensions.remove::<hyper::upgrade::OnUpgrade>() {
                     Some(on_upgrade) => {
                         let mut head = socket.head();
-                        head.headers
-                            .push(("Sec-WebSocket-Accept", websocket::accept_key(&socket)));
+                        head.headers.push((
+                            "Sec-WebSocket-Accept",
+                            websocket::accept_key(&socket).into(),
+                        ));
                         websocket::spawn(socket, on_upgrade, self.permit.clone());
                         Next::Answer(whole(head))
                     }
@@ -412,11 +415,25 @@ fn convert(response: slosh_core::Response, body: Body) -> hyper::Response<Body> 
     for (name, value) in response.headers {
         // Core writes only ASCII header values it built itself; a value that
         // still fails is dropped rather than sent malformed.
-        if let (Ok(name), Ok(value)) = (header_name(name), HeaderValue::try_from(value)) {
+        if let (Ok(name), Some(value)) = (header_name(name), header_value(value)) {
             headers.append(name, value);
         }
     }
     out
+}
+
+/// hyper's value for one of core's header values: a constant is borrowed,
+/// not copied. `None` for a value that would be malformed on the wire.
+pub(crate) fn header_value(value: Cow<'static, str>) -> Option<HeaderValue> {
+    match value {
+        // `from_static` panics on a byte a header value cannot hold, so the
+        // same bytes `HeaderValue::from_str` accepts are checked first.
+        Cow::Borrowed(text) => text
+            .bytes()
+            .all(|byte| byte == b'\t' || (0x20..0x7f).contains(&byte))
+            .then(|| HeaderValue::from_static(text)),
+        Cow::Owned(text) => HeaderValue::try_from(text).ok(),
+    }
 }
 
 /// hyper's name for one of core's header names. The two every answer
@@ -779,6 +796,24 @@ mod tests {
             );
         }
         assert!(header_name("bad name").is_err());
+    }
+
+    #[test]
+    fn constant_header_values_are_borrowed_and_bad_ones_dropped() {
+        let constant = "no-store";
+        let value = header_value(Cow::Borrowed(constant)).unwrap();
+        assert_eq!(value.as_bytes().as_ptr(), constant.as_ptr());
+        assert_eq!(
+            header_value(Cow::Owned("a\tb".to_string())).unwrap(),
+            "a\tb"
+        );
+        for bad in ["a\r\nb", "nul\0", "del\x7f"] {
+            assert!(header_value(Cow::Borrowed(bad)).is_none(), "{bad:?}");
+            assert!(
+                header_value(Cow::Owned(bad.to_string())).is_none(),
+                "{bad:?}"
+            );
+        }
     }
 
     /// The future hyper holds for each request (and a parked long-poll
