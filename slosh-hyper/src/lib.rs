@@ -137,6 +137,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+mod clock;
 mod handoff;
 mod stall;
 mod websocket;
@@ -157,13 +158,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use clock::Clock;
 use handoff::HandoffSlot;
 use http_body::Frame;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use slosh_core::{
     EventListener, EventStream, Hub, LongPoll, Outcome, StaticFile, StreamStep, Wake,
 };
@@ -194,6 +196,10 @@ pub struct Slosh {
     /// Set by [`serve_with`] per connection: where an event stream is left
     /// for the connection task to serve without hyper (`handoff.rs`).
     handoff: Option<HandoffSlot>,
+    /// Set by [`serve_with`] per connection: what the connection waits for,
+    /// timed by its one timer (`clock.rs`). Without it a parked long-poll
+    /// keeps a timer of its own, and the head timeout is the host's.
+    clock: Option<Clock>,
 }
 
 impl Slosh {
@@ -204,6 +210,7 @@ impl Slosh {
             stall: None,
             permit: None,
             handoff: None,
+            clock: None,
         }
     }
 
@@ -235,8 +242,13 @@ impl Slosh {
             }
         };
         match self.dispatch(parts, body) {
-            Next::Answer(response) => response,
-            next => match respond(next).await {
+            Next::Answer(response) => {
+                if let Some(clock) = &self.clock {
+                    clock.idle();
+                }
+                response
+            }
+            next => match respond(next, self.clock.clone()).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             },
@@ -269,7 +281,7 @@ impl Slosh {
                 let head = stream.head();
                 Next::Answer(convert(
                     head,
-                    BoxBody::new(SseBody::new(stream, self.stall.clone())),
+                    BoxBody::new(SseBody::new(stream, self.stall.clone(), self.clock.clone())),
                 ))
             }
             Outcome::Socket(socket) => {
@@ -299,12 +311,17 @@ type ServiceFuture =
     Pin<Box<dyn Future<Output = Result<hyper::Response<Body>, Infallible>> + Send>>;
 
 /// Waits for what core's decision left to wait for, in a future as small
-/// as that wait.
-fn respond(next: Next) -> ServiceFuture {
+/// as that wait, and tells the connection's clock when the answer is out.
+fn respond(next: Next, clock: Option<Clock>) -> ServiceFuture {
     match next {
-        Next::Answer(response) => Box::pin(std::future::ready(Ok(response))),
-        Next::Park(poll) => Box::pin(park(poll)),
-        Next::File(file) => Box::pin(async move { Ok(send_file(file).await) }),
+        Next::Answer(response) => {
+            if let Some(clock) = clock {
+                clock.idle();
+            }
+            Box::pin(std::future::ready(Ok(response)))
+        }
+        Next::Park(poll) => Box::pin(park(poll, clock)),
+        Next::File(file) => Box::pin(async move { Ok(send_file(file, clock).await) }),
         // The connection task takes the connection from hyper, dropping
         // this future with it.
         Next::HandedOff => Box::pin(std::future::pending()),
@@ -333,6 +350,9 @@ where
     type Future = ServiceFuture;
 
     fn call(&self, request: hyper::Request<B>) -> Self::Future {
+        if let Some(clock) = &self.clock {
+            clock.busy();
+        }
         let (parts, body) = request.into_parts();
         if body.is_end_stream() {
             // Decided now, so the boxed future holds only what is left to
@@ -340,7 +360,10 @@ where
             // long-poll keeps it, and the whole of `handle` (over 1 KiB)
             // would leave the allocator's small-object path
             // (`benches/RESULTS.md`).
-            return respond(self.dispatch(parts, slosh_core::Body::Empty));
+            return respond(
+                self.dispatch(parts, slosh_core::Body::Empty),
+                self.clock.clone(),
+            );
         }
         let this = self.clone();
         let request = hyper::Request::from_parts(parts, body);
@@ -373,25 +396,52 @@ where
 }
 
 /// Waits for a parked long-poll's answer: a publish on its topic wakes it,
-/// its deadline ends it. One timer for the whole wait, however often the
-/// topic wakes it without news for this poll.
-async fn park(mut poll: LongPoll) -> Result<hyper::Response<Body>, Infallible> {
-    let mut deadline = std::pin::pin!(poll
-        .deadline()
-        .map(|deadline| tokio::time::sleep_until(deadline.into())));
+/// its deadline ends it. With the connection's [`Clock`], the connection's
+/// one timer wakes it at the deadline; without, it keeps a timer of its own
+/// for the whole wait, however often the topic wakes it without news.
+async fn park(
+    mut poll: LongPoll,
+    clock: Option<Clock>,
+) -> Result<hyper::Response<Body>, Infallible> {
+    let mut own_timer = std::pin::pin!(match (&clock, poll.deadline()) {
+        (None, Some(deadline)) => Some(tokio::time::sleep_until(deadline.into())),
+        _ => None,
+    });
     loop {
         let listener = match poll.poll(Instant::now()) {
-            Wake::Ready(response) => return Ok(whole(response)),
+            Wake::Ready(response) => {
+                if let Some(clock) = &clock {
+                    clock.idle();
+                }
+                return Ok(whole(response));
+            }
             Wake::Wait(listener) => listener,
         };
-        match deadline.as_mut().as_pin_mut() {
+        if let (Some(clock), Some(deadline)) = (&clock, poll.deadline()) {
+            clock.parked_until(deadline);
+        }
+        match own_timer.as_mut().as_pin_mut() {
             Some(sleep) => {
                 tokio::select! {
                     _ = listener => {}
                     _ = sleep => {}
                 }
             }
-            None => listener.await,
+            None => {
+                let deadline = clock.as_ref().and(poll.deadline());
+                let mut listener = listener;
+                std::future::poll_fn(|cx| {
+                    // Polled by the connection's timer at the deadline: the
+                    // poll above then answers that it timed out.
+                    let due = deadline.is_some_and(|deadline| Instant::now() >= deadline);
+                    if due || Pin::new(&mut listener).poll(cx).is_ready() {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                })
+                .await;
+            }
         }
     }
 }
@@ -460,10 +510,12 @@ struct SseBody {
     sleep: Pin<Box<Sleep>>,
     /// The connection's slot for this stream's stall watch, if any.
     stall: Option<StallSlot>,
+    /// Told when the stream is over, so the head timeout runs again.
+    clock: Option<Clock>,
 }
 
 impl SseBody {
-    fn new(stream: EventStream, stall: Option<StallSlot>) -> SseBody {
+    fn new(stream: EventStream, stall: Option<StallSlot>, clock: Option<Clock>) -> SseBody {
         if let Some(slot) = &stall {
             slot.watch(stream.stall());
         }
@@ -473,6 +525,7 @@ impl SseBody {
             listener: None,
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             stall,
+            clock,
         }
     }
 }
@@ -481,6 +534,9 @@ impl Drop for SseBody {
     fn drop(&mut self) {
         if let Some(slot) = &self.stall {
             slot.clear();
+        }
+        if let Some(clock) = &self.clock {
+            clock.idle();
         }
     }
 }
@@ -520,14 +576,25 @@ impl http_body::Body for SseBody {
 
 /// Answers with a static file core resolved: its head, then its bytes
 /// unless core said there are none (`HEAD`).
-async fn send_file(file: StaticFile) -> hyper::Response<Body> {
+async fn send_file(file: StaticFile, clock: Option<Clock>) -> hyper::Response<Body> {
     if !file.has_body() {
+        if let Some(clock) = clock {
+            clock.idle();
+        }
         return whole(file.head());
     }
     match tokio::fs::File::open(file.path()).await {
-        Ok(opened) => convert(file.head(), BoxBody::new(FileBody::new(opened, file.len()))),
+        Ok(opened) => convert(
+            file.head(),
+            BoxBody::new(FileBody::new(opened, file.len(), clock)),
+        ),
         // Gone (or unreadable) since core resolved it; core words the answer.
-        Err(_) => whole(file.gone()),
+        Err(_) => {
+            if let Some(clock) = clock {
+                clock.idle();
+            }
+            whole(file.gone())
+        }
     }
 }
 
@@ -538,14 +605,26 @@ struct FileBody {
     file: tokio::fs::File,
     remaining: u64,
     buf: bytes::BytesMut,
+    /// Told when the body is done (dropped): a large file to a slow reader
+    /// is not cut off by the head timeout.
+    clock: Option<Clock>,
 }
 
 impl FileBody {
-    fn new(file: tokio::fs::File, len: u64) -> FileBody {
+    fn new(file: tokio::fs::File, len: u64, clock: Option<Clock>) -> FileBody {
         FileBody {
             file,
             remaining: len,
             buf: bytes::BytesMut::new(),
+            clock,
+        }
+    }
+}
+
+impl Drop for FileBody {
+    fn drop(&mut self) {
+        if let Some(clock) = &self.clock {
+            clock.idle();
         }
     }
 }
@@ -670,6 +749,7 @@ pub async fn serve_with(
                     stall: Some(slot.clone()),
                     permit: Some(Arc::clone(&permit)),
                     handoff: Some(handoff.clone()),
+                    clock: Some(Clock::new()),
                 };
                 let io = Guarded::new(tcp, slot);
                 let closing = closing.subscribe();
@@ -709,22 +789,30 @@ async fn serve_connection(
     header_timeout: Duration,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
+    let Some(clock) = service.clock.clone() else {
+        return;
+    };
+    // The connection's one timer (`clock.rs`): hyper is given none, so it
+    // times nothing per request.
+    let first = Instant::now() + header_timeout;
+    let mut timer = Timer {
+        sleep: std::pin::pin!(tokio::time::sleep_until(first.into())),
+        armed: first,
+    };
     loop {
         // Boxed so that the task, which lives as long as the connection,
         // is only as large as an idle stream needs: hyper's state (and its
         // buffers) are freed when a stream is handed off.
         let mut http: Pin<Box<HttpConnection>> = Box::pin(
             http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades(),
         );
         let handed = tokio::select! {
-            handed = until_handoff(http.as_mut(), &handoff) => handed,
+            handed = until_handoff(http.as_mut(), &handoff, &clock, &mut timer, header_timeout) => handed,
             _ = closing.changed() => {
                 http.as_mut().graceful_shutdown();
-                until_handoff(http.as_mut(), &handoff).await
+                until_handoff(http.as_mut(), &handoff, &clock, &mut timer, header_timeout).await
             }
         };
         let Some(stream) = handed else { return };
@@ -741,19 +829,32 @@ async fn serve_connection(
         let pipelined = !parts.read_buf.is_empty();
         drop(parts.read_buf);
         match handoff::stream(&mut io, stream).await {
-            handoff::Ended::Finished if !pipelined && !*closing.borrow() => {}
+            handoff::Ended::Finished if !pipelined && !*closing.borrow() => clock.idle(),
             _ => return,
         }
     }
 }
 
-/// Drives hyper until the connection ends (`None`) or the service hands
-/// off an event stream.
+/// A connection's one timer and the instant it is set for.
+struct Timer<'a> {
+    sleep: Pin<&'a mut Sleep>,
+    armed: Instant,
+}
+
+/// Drives hyper until the connection ends or its head timeout passes
+/// (`None`), or the service hands off an event stream; between polls of
+/// hyper, keeps the connection's timer no later than what its [`Clock`]
+/// says it waits for.
 async fn until_handoff(
     mut http: Pin<&mut HttpConnection>,
     handoff: &HandoffSlot,
+    clock: &Clock,
+    timer: &mut Timer<'_>,
+    header_timeout: Duration,
 ) -> Option<EventStream> {
     std::future::poll_fn(|cx| {
+        // hyper first: a parked long-poll whose deadline woke this task
+        // answers here, before the timer below is looked at.
         if let Poll::Ready(ended) = http.as_mut().poll(cx) {
             if let Err(error) = ended {
                 tracing::debug!(%error, "connection ended with an error");
@@ -761,9 +862,35 @@ async fn until_handoff(
             return Poll::Ready(None);
         }
         // The service put it there during the poll above.
-        handoff
-            .take()
-            .map_or(Poll::Pending, |stream| Poll::Ready(Some(stream)))
+        if let Some(stream) = handoff.take() {
+            return Poll::Ready(Some(stream));
+        }
+        loop {
+            if let Some(due) = clock.wake_at(header_timeout) {
+                if due < timer.armed {
+                    timer.sleep.as_mut().reset(due.into());
+                    timer.armed = due;
+                }
+            }
+            if timer.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let now = Instant::now();
+            if clock.head_timed_out(now, header_timeout) {
+                tracing::debug!("no request head within the head timeout; closing");
+                return Poll::Ready(None);
+            }
+            // Fired early for what the connection waits for now (or for
+            // nothing): set again for that, or a head timeout from now. A
+            // deadline already past (a poll hyper has not answered yet)
+            // is looked at again a millisecond on.
+            let next = clock
+                .wake_at(header_timeout)
+                .unwrap_or(now + header_timeout)
+                .max(now + Duration::from_millis(1));
+            timer.sleep.as_mut().reset(next.into());
+            timer.armed = next;
+        }
     })
     .await
 }

@@ -95,6 +95,56 @@ async fn a_client_that_never_finishes_its_headers_is_dropped_after_the_header_ti
     assert_eq!(app.get("/healthz").await.status, 200);
 }
 
+/// The head timeout runs only while the server waits for a request: a
+/// long-poll parked for longer than it is answered at its own deadline on
+/// the same keep-alive connection, and the connection, idle after that
+/// answer, is closed. (hyper closes it at the head timeout; actix at its
+/// keep-alive timeout of a few seconds.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_head_timeout_spares_a_parked_poll_and_closes_an_idle_connection() {
+    let options = ServeOptions {
+        header_timeout: Duration::from_secs(1),
+        ..ServeOptions::default()
+    };
+    let settings = Settings {
+        poll_timeout: Some(Duration::from_millis(2500)),
+        ..Settings::default()
+    };
+    let app = spawn_app_with_options(settings, options).await;
+    let mut stream = connect_and_ask(&app).await.unwrap();
+    let started = std::time::Instant::now();
+    stream
+        .write_all(b"GET /topics/parked.json HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !seen.ends_with(b"\"res\":[]}") {
+        let read = tokio::time::timeout(Duration::from_secs(6), stream.read(&mut buf))
+            .await
+            .expect("the parked poll is answered");
+        match read {
+            Ok(0) => panic!("closed after {:?} with a poll parked", started.elapsed()),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(error) => panic!("read failed: {error}"),
+        }
+    }
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(2400), "answered after {waited:?}");
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+    // Now idle: closed without a word, within the head (or keep-alive)
+    // timeout.
+    let idle = std::time::Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(8), stream.read(&mut buf))
+        .await
+        .expect("an idle connection is closed");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "no more bytes, only the close: {read:?}"
+    );
+    assert!(idle.elapsed() >= Duration::from_millis(900), "{:?}", idle.elapsed());
+}
+
 /// The client writes while it reads, as a browser would: a server that
 /// answers 431 and closes before reading the whole head makes the rest of
 /// the write fail, and that must not hide the answer.
