@@ -31,17 +31,23 @@ struct Inner {
     base: Instant,
     /// A tag in the low two bits, nanoseconds after `base` above them.
     state: AtomicU64,
+    /// Nanoseconds after `base` of the last time a write to the client
+    /// went through after blocking, above [`WRITING`]: set while one is
+    /// blocked.
+    wrote: AtomicU64,
 }
 
 const BUSY: u64 = 0;
 const IDLE: u64 = 1;
 const PARKED: u64 = 2;
 const TAG: u64 = 0b11;
+const WRITING: u64 = 1;
 
 /// What a connection is waiting for at an instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Waiting {
-    /// The next request's head, since this instant: the head timeout runs.
+    /// The next request's head, since this instant (the answer, or the
+    /// last progress writing it): the head timeout runs.
     Head(Instant),
     /// A parked long-poll's answer, due at this instant at the latest.
     Answer(Instant),
@@ -55,14 +61,31 @@ impl Clock {
         Clock(Arc::new(Inner {
             base: Instant::now(),
             state: AtomicU64::new(IDLE),
+            wrote: AtomicU64::new(0),
         }))
     }
 
-    fn store(&self, tag: u64, at: Instant) {
+    fn nanos(&self, at: Instant) -> u64 {
         let nanos = at.saturating_duration_since(self.0.base).as_nanos();
         // 2^62 ns is 146 years after the accept.
-        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX) & !TAG;
-        self.0.state.store(nanos | tag, Ordering::Relaxed);
+        u64::try_from(nanos).unwrap_or(u64::MAX) & !TAG
+    }
+
+    fn store(&self, tag: u64, at: Instant) {
+        self.0.state.store(self.nanos(at) | tag, Ordering::Relaxed);
+    }
+
+    /// A write to the client blocked (`true`): the answer is still going
+    /// out, and nothing is timed until it goes through again (`false`),
+    /// from when the head timeout counts if that is later than the answer.
+    /// A blocked write says nothing of the reader's progress (the socket
+    /// turns writable again only once much of its buffer has drained), so
+    /// a reader that stops reading keeps its connection, as it would with
+    /// hyper's own head timeout.
+    pub(crate) fn writing(&self, blocked: bool) {
+        let at = self.nanos(Instant::now());
+        let state = if blocked { at | WRITING } else { at };
+        self.0.wrote.store(state, Ordering::Relaxed);
     }
 
     /// A request head came in; nothing is timed until it is answered.
@@ -86,7 +109,13 @@ impl Clock {
         let state = self.0.state.load(Ordering::Relaxed);
         let at = self.0.base + Duration::from_nanos(state & !TAG);
         match state & TAG {
-            IDLE => Waiting::Head(at),
+            IDLE => {
+                let wrote = self.0.wrote.load(Ordering::Relaxed);
+                if wrote & WRITING != 0 {
+                    return Waiting::Nothing;
+                }
+                Waiting::Head(at.max(self.0.base + Duration::from_nanos(wrote)))
+            }
             PARKED => Waiting::Answer(at),
             _ => Waiting::Nothing,
         }
@@ -142,5 +171,20 @@ mod tests {
             panic!("an answered connection waits for a head");
         };
         assert!(since >= accepted);
+        clock.writing(true);
+        assert_eq!(
+            clock.waiting(),
+            Waiting::Nothing,
+            "an answer still going out"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        clock.writing(false);
+        let Waiting::Head(later) = clock.waiting() else {
+            panic!("waiting for a head once the answer is out");
+        };
+        assert!(
+            later >= since + Duration::from_millis(2),
+            "from the last write"
+        );
     }
 }

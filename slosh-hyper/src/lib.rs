@@ -742,6 +742,7 @@ pub async fn serve_with(
                 };
                 let _ = tcp.set_nodelay(true);
                 let slot = StallSlot::default();
+                let clock = Clock::new();
                 let permit = Arc::new(permit);
                 let handoff = HandoffSlot::default();
                 let service = Slosh {
@@ -749,9 +750,9 @@ pub async fn serve_with(
                     stall: Some(slot.clone()),
                     permit: Some(Arc::clone(&permit)),
                     handoff: Some(handoff.clone()),
-                    clock: Some(Clock::new()),
+                    clock: Some(clock.clone()),
                 };
-                let io = Guarded::new(tcp, slot);
+                let io = Guarded::new(tcp, slot, Some(clock));
                 let closing = closing.subscribe();
                 let header_timeout = options.header_timeout;
                 tokio::spawn(async move {

@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use slosh_core::{EventListener, Stall, Wake};
+
+use crate::clock::Clock;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Where a connection's current event stream leaves its [`Stall`] for the
@@ -51,14 +53,34 @@ pub(crate) struct Guarded<T> {
     slot: StallSlot,
     /// Woken by a publish (or delete, or shutdown) while a write is blocked.
     listener: Option<EventListener>,
+    /// The connection's clock, told when a write blocks and when it goes
+    /// through again: an answer still going out to a slow reader is not
+    /// cut off by the head timeout.
+    clock: Option<Clock>,
+    /// The last write would have blocked.
+    blocked: bool,
 }
 
 impl<T> Guarded<T> {
-    pub(crate) fn new(io: T, slot: StallSlot) -> Guarded<T> {
+    pub(crate) fn new(io: T, slot: StallSlot, clock: Option<Clock>) -> Guarded<T> {
         Guarded {
             io,
             slot,
             listener: None,
+            clock,
+            blocked: false,
+        }
+    }
+
+    /// A write blocked after going through, or went through after
+    /// blocking; told to the clock only on the change, so a write that
+    /// goes through costs one comparison.
+    fn progress(&mut self, blocked: bool) {
+        if self.blocked != blocked {
+            self.blocked = blocked;
+            if let Some(clock) = &self.clock {
+                clock.writing(blocked);
+            }
         }
     }
 
@@ -109,11 +131,15 @@ impl<T> Guarded<T> {
         polled: Poll<io::Result<R>>,
     ) -> Poll<io::Result<R>> {
         match polled {
-            Poll::Pending => match self.blocked(cx) {
-                Ok(()) => Poll::Pending,
-                Err(error) => Poll::Ready(Err(error)),
-            },
+            Poll::Pending => {
+                self.progress(true);
+                match self.blocked(cx) {
+                    Ok(()) => Poll::Pending,
+                    Err(error) => Poll::Ready(Err(error)),
+                }
+            }
             ready => {
+                self.progress(false);
                 self.listener = None;
                 ready
             }

@@ -130,7 +130,10 @@ async fn the_head_timeout_spares_a_parked_poll_and_closes_an_idle_connection() {
         }
     }
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(2400), "answered after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(2400),
+        "answered after {waited:?}"
+    );
     assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
     // Now idle: closed without a word, within the head (or keep-alive)
     // timeout.
@@ -142,7 +145,11 @@ async fn the_head_timeout_spares_a_parked_poll_and_closes_an_idle_connection() {
         matches!(read, Ok(0) | Err(_)),
         "no more bytes, only the close: {read:?}"
     );
-    assert!(idle.elapsed() >= Duration::from_millis(900), "{:?}", idle.elapsed());
+    assert!(
+        idle.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        idle.elapsed()
+    );
 }
 
 /// The client writes while it reads, as a browser would: a server that
