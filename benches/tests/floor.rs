@@ -19,9 +19,10 @@ impl Drop for Floor {
     }
 }
 
-fn spawn_floor() -> Floor {
+fn spawn_floor(max_subscribers: usize) -> Floor {
     let mut child = Command::new(env!("CARGO_BIN_EXE_slosh-floor"))
-        .args(["--bind", "127.0.0.1:0"])
+        .args(["--bind", "127.0.0.1:0", "--max-subscribers"])
+        .arg(max_subscribers.to_string())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -91,7 +92,7 @@ fn publish(publisher: &mut TcpStream, topic: &str, body: &str) -> String {
 
 #[test]
 fn every_subscriber_gets_every_event_in_order_and_other_requests_are_refused() {
-    let floor = spawn_floor();
+    let floor = spawn_floor(100);
     let mut subscribers: Vec<TcpStream> = (0..3).map(|_| subscribe(&floor, "room")).collect();
     let mut publisher = connect(&floor);
     assert_eq!(
@@ -117,4 +118,27 @@ fn every_subscriber_gets_every_event_in_order_and_other_requests_are_refused() {
     // Read to the end: the server closes after a refusal.
     refused.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 404 Not Found\r\n"), "{answer}");
+}
+
+#[test]
+fn at_the_cap_closed_subscribers_make_room_and_live_ones_do_not() {
+    let floor = spawn_floor(2);
+    let kept = subscribe(&floor, "a");
+    let closed = subscribe(&floor, "b");
+    drop(closed);
+    // Let the client's FIN reach the server's socket.
+    std::thread::sleep(Duration::from_millis(50));
+    let _third = subscribe(&floor, "a");
+
+    let mut refused = connect(&floor);
+    refused
+        .write_all(b"GET /topics/a.sse HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    refused.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{answer}"
+    );
+    drop(kept);
 }
