@@ -10,7 +10,9 @@
 #   FANOUT_REPS  repetitions of the SSE fan-out scenarios (3)
 #   REPS         repetitions of the other scenarios (1)
 #   ONLY         space-separated scenario labels to run (all)
-#   SERVERS      "slosh nchan" (both)
+#   SERVERS      "slosh nchan" (both); add "floor" for slosh-floor, the
+#                least any server can spend per SSE delivery (SSE fan-out
+#                scenarios only; see benches/README.md, "The floor")
 #   SERVER_CPU / LOAD_CPU   CPUs for the servers / the generator (1 / 0)
 #   OUT          where runs, logs and the table go
 #                (target/compare/DATE-TIME)
@@ -34,6 +36,7 @@ LOAD_CPU=${LOAD_CPU:-0}
 SERVERS=${SERVERS:-"slosh nchan"}
 SLOSH_PORT=${SLOSH_PORT:-8711}
 NCHAN_PORT=${NCHAN_PORT:-8712}
+FLOOR_PORT=${FLOOR_PORT:-8713}
 NCHAN_CONF=$ROOT/benches/peers/nchan.conf
 NCHAN_MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
 
@@ -50,6 +53,7 @@ SCENARIOS=(
 log() { printf '%s compare: %s\n' "$(date +%T)" "$*" >&2; }
 
 install_nchan() {
+    [[ " $SERVERS " == *" nchan "* ]] || return 0
     if command -v nginx >/dev/null && [ -f "$NCHAN_MODULE" ]; then
         return
     fi
@@ -112,6 +116,15 @@ start_server() {
         MEASURE_PID=$(pgrep -P "$SERVER_PID" | head -n1)
         [ -n "$MEASURE_PID" ]
         ;;
+    floor)
+        BASE=http://127.0.0.1:$FLOOR_PORT
+        taskset -c "$SERVER_CPU" "$TARGET_DIR/release/slosh-floor" \
+            --bind "127.0.0.1:$FLOOR_PORT" --max-subscribers 30000 \
+            >"$RUN_DIR/server.log" 2>&1 &
+        SERVER_PID=$!
+        MEASURE_PID=$SERVER_PID
+        wait_port "$FLOOR_PORT"
+        ;;
     esac
 }
 
@@ -135,13 +148,15 @@ run_one() {
     RUN_DIR=$OUT/$label-$server-$rep
     mkdir -p "$RUN_DIR"
     log "$label $server rep $rep: $args"
-    local note="" result=null valid=true rc=0
+    local note="" result=null valid=true rc=0 preset=$server
+    # slosh-floor speaks slosh's URLs.
+    [ "$server" != floor ] || preset=slosh
     if ! start_server "$server"; then
         note="server did not start"
     else
         # shellcheck disable=SC2086 # $args is a word list on purpose
         timeout 240 taskset -c "$LOAD_CPU" "$TARGET_DIR/release/slosh-load" \
-            --preset "$server" --base "$BASE" --server-pid "$MEASURE_PID" --timeout 120 \
+            --preset "$preset" --base "$BASE" --server-pid "$MEASURE_PID" --timeout 120 \
             $args >"$RUN_DIR/result.json" 2>"$RUN_DIR/summary.txt" || rc=$?
         note=$(crash_note "$server")
         stop "$SERVER_PID"
@@ -187,6 +202,10 @@ main() {
         fi
         for rep in $(seq "$reps"); do
             for server in $SERVERS; do
+                # slosh-floor serves SSE fan-out and nothing else.
+                if [ "$server" = floor ] && [[ $label != sse-* ]]; then
+                    continue
+                fi
                 run_one "$server" "$label" "$args" "$rep"
             done
         done

@@ -10,19 +10,24 @@
 //! `result` is `slosh-load`'s JSON line (or `null` when the run failed).
 //! Only valid runs count: a run is invalid when the generator failed or
 //! the server crashed during it (Nchan 1.3.6's `spool.c` assertion).
+//!
+//! Runs of `slosh-floor` (`SERVERS="slosh nchan floor"`), when there are
+//! any, get two more columns: the floor's medians and floor ÷ Nchan, the
+//! least any server could reach against Nchan on that machine.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde_json::Value;
 
-/// The server names `compare.sh` writes.
-pub const SERVERS: [&str; 2] = ["slosh", "nchan"];
+/// The server names `compare.sh` writes; `floor` is `slosh-floor`, run
+/// only when asked for.
+pub const SERVERS: [&str; 3] = ["slosh", "nchan", "floor"];
 
 /// One run as `compare.sh` recorded it.
 #[derive(Clone, Debug, serde::Deserialize)]
 pub struct Record {
-    /// `slosh` or `nchan`.
+    /// `slosh`, `nchan` or `floor`.
     pub server: String,
     /// The scenario's label in the script (`sse-1000x200`, `publish`, …).
     pub scenario: String,
@@ -185,6 +190,11 @@ impl<'a> Runs<'a> {
         })
     }
 
+    /// Any run of `server` at all, valid or not.
+    fn ran(&self, server: &str) -> bool {
+        self.all.keys().any(|(_, s)| *s == server)
+    }
+
     fn counts(&self, scenario: &str, server: &str) -> (usize, usize) {
         let valid = self.by.get(&(scenario, server)).map_or(0, Vec::len);
         let all = self.all.get(&(scenario, server)).copied().unwrap_or(0);
@@ -210,31 +220,51 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 /// The Markdown table: one row per figure per scenario, slosh's median,
-/// Nchan's median, and slosh ÷ Nchan.
+/// Nchan's median, and slosh ÷ Nchan; then, when `slosh-floor` ran, its
+/// median and floor ÷ Nchan.
 pub fn table(runs: &Runs<'_>) -> String {
+    let floor = runs.ran("floor");
     let mut out = String::new();
-    out.push_str("| scenario | figure | slosh | Nchan | slosh ÷ Nchan |\n");
-    out.push_str("|---|---|---:|---:|---:|\n");
+    out.push_str("| scenario | figure | slosh | Nchan | slosh ÷ Nchan |");
+    out.push_str(if floor {
+        " floor | floor ÷ Nchan |\n"
+    } else {
+        "\n"
+    });
+    out.push_str("|---|---|---:|---:|---:|");
+    out.push_str(if floor { "---:|---:|\n" } else { "\n" });
+    let ratio_cell = |r: Option<f64>| r.map_or("–".to_string(), |r| format!("{r:.2}"));
     for scenario in &runs.order {
         let Some(kind) = runs.kind(scenario) else {
-            let _ = writeln!(out, "| {scenario} | no valid run | | | |");
+            let empty = if floor { " | |" } else { "" };
+            let _ = writeln!(out, "| {scenario} | no valid run | | | |{empty}");
             continue;
         };
         let (sv, sa) = runs.counts(scenario, "slosh");
         let (nv, na) = runs.counts(scenario, "nchan");
-        let label = format!("{scenario} (valid runs {sv}/{sa}, {nv}/{na})");
+        let mut label = format!("{scenario} (valid runs {sv}/{sa}, {nv}/{na}");
+        if floor {
+            let (fv, fa) = runs.counts(scenario, "floor");
+            let _ = write!(label, ", {fv}/{fa}");
+        }
+        label.push(')');
         for (i, m) in metrics(kind).iter().enumerate() {
             let s = runs.median(scenario, "slosh", m.path);
             let n = runs.median(scenario, "nchan", m.path);
             let first = if i == 0 { label.as_str() } else { "" };
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "| {first} | {} | {} | {} | {} |",
                 m.name,
                 show(s),
                 show(n),
-                ratio(s, n).map_or("–".to_string(), |r| format!("{r:.2}"))
+                ratio_cell(ratio(s, n))
             );
+            if floor {
+                let f = runs.median(scenario, "floor", m.path);
+                let _ = write!(out, " {} | {} |", show(f), ratio_cell(ratio(f, n)));
+            }
+            out.push('\n');
         }
     }
     out
@@ -425,6 +455,41 @@ mod tests {
         let connect = verdicts.last().unwrap();
         assert_eq!(connect.met, None);
         assert!(verdict_table(&verdicts).contains("no data"));
+    }
+
+    #[test]
+    fn floor_runs_add_a_column_and_a_ratio_to_nchan_only_when_present() {
+        let sse = |cpu: f64| serde_json::json!({"scenario": "sse-fanout", "server_cpu_per_delivery_us": cpu});
+        let mut lines = vec![
+            record("slosh", "sse-1000x200", true, sse(5.6)),
+            record("nchan", "sse-1000x200", true, sse(6.0)),
+            record(
+                "slosh",
+                "publish",
+                true,
+                serde_json::json!({"scenario": "publish"}),
+            ),
+        ];
+        let records = parse_records(&lines.join("\n")).unwrap();
+        let without = table(&Runs::new(&records));
+        assert!(!without.contains("floor"), "{without}");
+        lines.push(record("floor", "sse-1000x200", true, sse(4.5)));
+        lines.push(record("floor", "sse-1000x200", false, Value::Null));
+        let records = parse_records(&lines.join("\n")).unwrap();
+        let with = table(&Runs::new(&records));
+        assert!(with.contains("| floor | floor ÷ Nchan |"), "{with}");
+        assert!(
+            with.contains("sse-1000x200 (valid runs 1/1, 1/1, 1/2)"),
+            "{with}"
+        );
+        assert!(
+            with.contains("| server CPU µs/delivery | 5.60 | 6 | 0.93 | 4.50 | 0.75 |"),
+            "{with}"
+        );
+        assert!(
+            with.contains("publish (valid runs 1/1, 0/0, 0/0)"),
+            "{with}"
+        );
     }
 
     #[test]
