@@ -398,10 +398,13 @@ impl Hub {
         let Some(token) = &self.inner.settings.publish_token else {
             return Ok(());
         };
+        // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` and
+        // `BEARER` are the same scheme as `Bearer`.
         let given = request
             .authorization
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or("");
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, credentials)| credentials);
         if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
             Ok(())
         } else {
@@ -753,6 +756,11 @@ mod tests {
         );
         assert_eq!(status("POST", "/topics/t", Some("Bearer s3cret")), 200);
         assert!(socket_publishes("/topics/t", Some("Bearer s3cret")));
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            let auth = format!("{scheme} s3cret");
+            assert_eq!(status("POST", "/topics/t", Some(&auth)), 200, "{auth}");
+            assert!(socket_publishes("/topics/t", Some(&auth)), "{auth}");
+        }
         for auth in near_misses {
             assert_eq!(status("DELETE", "/topics/t", auth), 401, "{auth:?}");
         }
