@@ -235,9 +235,12 @@ impl Slosh {
                 Ok(body) => body,
                 // The client stopped sending mid-body; core words the refusal.
                 Err(()) => {
+                    if let Some(clock) = &self.clock {
+                        clock.idle();
+                    }
                     return whole(slosh_core::Response::error(
                         &slosh_core::Error::BodyUnreadable,
-                    ))
+                    ));
                 }
             }
         };
@@ -279,7 +282,7 @@ impl Slosh {
                     }
                 }
                 let head = stream.head();
-                Next::Answer(convert(
+                Next::Stream(convert(
                     head,
                     BoxBody::new(SseBody::new(stream, self.stall.clone(), self.clock.clone())),
                 ))
@@ -320,6 +323,8 @@ fn respond(next: Next, clock: Option<Clock>) -> ServiceFuture {
             }
             Box::pin(std::future::ready(Ok(response)))
         }
+        // Its body tells the clock when the stream is over.
+        Next::Stream(response) => Box::pin(std::future::ready(Ok(response))),
         Next::Park(poll) => Box::pin(park(poll, clock)),
         Next::File(file) => Box::pin(async move { Ok(send_file(file, clock).await) }),
         // The connection task takes the connection from hyper, dropping
@@ -332,6 +337,9 @@ fn respond(next: Next, clock: Option<Clock>) -> ServiceFuture {
 enum Next {
     /// The answer, complete.
     Answer(hyper::Response<Body>),
+    /// An event stream served through hyper: its head, and a body that
+    /// runs until the stream ends (no head timeout meanwhile).
+    Stream(hyper::Response<Body>),
     /// A parked long-poll.
     Park(LongPoll),
     /// A static file to open.

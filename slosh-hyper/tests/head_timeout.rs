@@ -1,7 +1,8 @@
-//! The head timeout and an answer still going out (`clock.rs`): nothing
-//! is timed while a write to the client is blocked, and the timeout runs
-//! from the later of the answer and the last write, so a reader that keeps
-//! reading gets all of a large answer however long it takes.
+//! What the head timeout spares (`clock.rs`): nothing is timed while a
+//! write to the client is blocked, and the timeout runs from the later of
+//! the answer and the last write, so a reader that keeps reading gets all
+//! of a large answer however long it takes; and an event stream is a
+//! request in progress for as long as it runs.
 
 use std::time::{Duration, Instant};
 
@@ -97,4 +98,49 @@ async fn a_slow_reader_gets_the_whole_answer_past_the_head_timeout() {
     );
     assert!(seen.starts_with(b"HTTP/1.1 200"));
     assert!(seen.len() > MESSAGES * MESSAGE);
+}
+
+/// An event stream that stays with hyper (`Connection: close` keeps it
+/// from being handed off) is a request in progress for as long as it
+/// runs: a message published after three head timeouts still arrives.
+#[tokio::test]
+async fn a_stream_through_hyper_outlives_the_head_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hub = Hub::builder().build();
+    let options = slosh_hyper::ServeOptions {
+        header_timeout: HEAD_TIMEOUT,
+        ..slosh_hyper::ServeOptions::default()
+    };
+    tokio::spawn(slosh_hyper::serve_with(
+        listener,
+        hub.clone(),
+        options,
+        std::future::pending(),
+    ));
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /topics/s.sse HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let publisher = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(HEAD_TIMEOUT * 3).await;
+            hub.publish("s", &"late").unwrap();
+        })
+    };
+    while !String::from_utf8_lossy(&seen).contains("data: \"late\"") {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("the stream stays open");
+        match read {
+            Ok(0) => panic!("closed: {}", String::from_utf8_lossy(&seen)),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(error) => panic!("read failed: {error}"),
+        }
+    }
+    publisher.await.unwrap();
 }
