@@ -483,7 +483,16 @@ fn convert(response: slosh_core::Response, body: Body) -> hyper::Response<Body> 
 /// hyper's value for one of core's header values: a constant is borrowed,
 /// not copied. `None` for a value that would be malformed on the wire.
 pub(crate) fn header_value(value: Cow<'static, str>) -> Option<HeaderValue> {
+    // The values nearly every answer carries, built at compile time:
+    // `from_static` checks each byte at run time otherwise, which with the
+    // check below was ~560 instructions per publish (callgrind).
+    const JSON: HeaderValue = HeaderValue::from_static("application/json");
+    const XML: HeaderValue = HeaderValue::from_static("text/xml; charset=utf-8");
+    const NO_STORE: HeaderValue = HeaderValue::from_static("no-cache, no-store");
     match value {
+        Cow::Borrowed("application/json") => Some(JSON),
+        Cow::Borrowed("text/xml; charset=utf-8") => Some(XML),
+        Cow::Borrowed("no-cache, no-store") => Some(NO_STORE),
         // `from_static` panics on a byte a header value cannot hold, so the
         // same bytes `HeaderValue::from_str` accepts are checked first.
         Cow::Borrowed(text) => text
@@ -939,6 +948,13 @@ mod tests {
         let constant = "no-store";
         let value = header_value(Cow::Borrowed(constant)).unwrap();
         assert_eq!(value.as_bytes().as_ptr(), constant.as_ptr());
+        for common in [
+            "application/json",
+            "text/xml; charset=utf-8",
+            "no-cache, no-store",
+        ] {
+            assert_eq!(header_value(Cow::Borrowed(common)).unwrap(), common);
+        }
         assert_eq!(
             header_value(Cow::Owned("a\tb".to_string())).unwrap(),
             "a\tb"
