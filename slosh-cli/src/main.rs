@@ -47,8 +47,9 @@ fn main() -> ExitCode {
     };
     // Spawned, not run in `block_on` itself: with worker threads,
     // `block_on` polls its future on this main thread, so the accept loop
-    // would hand every connection across threads to a worker (an eventfd write and an extra epoll
-    // wakeup per connection, measured in `benches/RESULTS.md`).
+    // would hand every connection across threads to a worker (an eventfd
+    // write and an extra epoll wakeup per connection, measured in
+    // `benches/RESULTS.md`).
     let result = runtime.block_on(async { tokio::spawn(slosh_cli::run_server(args)).await });
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,

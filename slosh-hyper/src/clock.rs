@@ -137,6 +137,14 @@ impl Clock {
     }
 }
 
+/// Tells a connection's clock, if the service has one, that its request
+/// is answered: the head timeout runs from now.
+pub(crate) fn answered(clock: Option<&Clock>) {
+    if let Some(clock) = clock {
+        clock.idle();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -235,9 +235,7 @@ impl Slosh {
                 Ok(body) => body,
                 // The client stopped sending mid-body; core words the refusal.
                 Err(()) => {
-                    if let Some(clock) = &self.clock {
-                        clock.idle();
-                    }
+                    clock::answered(self.clock.as_ref());
                     return whole(slosh_core::Response::error(
                         &slosh_core::Error::BodyUnreadable,
                     ));
@@ -246,9 +244,7 @@ impl Slosh {
         };
         match self.dispatch(parts, body) {
             Next::Answer(response) => {
-                if let Some(clock) = &self.clock {
-                    clock.idle();
-                }
+                clock::answered(self.clock.as_ref());
                 response
             }
             next => match respond(next, self.clock.clone()).await {
@@ -318,9 +314,7 @@ type ServiceFuture =
 fn respond(next: Next, clock: Option<Clock>) -> ServiceFuture {
     match next {
         Next::Answer(response) => {
-            if let Some(clock) = clock {
-                clock.idle();
-            }
+            clock::answered(clock.as_ref());
             Box::pin(std::future::ready(Ok(response)))
         }
         // Its body tells the clock when the stream is over.
@@ -418,9 +412,7 @@ async fn park(
     loop {
         let listener = match poll.poll(Instant::now()) {
             Wake::Ready(response) => {
-                if let Some(clock) = &clock {
-                    clock.idle();
-                }
+                clock::answered(clock.as_ref());
                 return Ok(whole(response));
             }
             Wake::Wait(listener) => listener,
@@ -552,9 +544,7 @@ impl Drop for SseBody {
         if let Some(slot) = &self.stall {
             slot.clear();
         }
-        if let Some(clock) = &self.clock {
-            clock.idle();
-        }
+        clock::answered(self.clock.as_ref());
     }
 }
 
@@ -595,9 +585,7 @@ impl http_body::Body for SseBody {
 /// unless core said there are none (`HEAD`).
 async fn send_file(file: StaticFile, clock: Option<Clock>) -> hyper::Response<Body> {
     if !file.has_body() {
-        if let Some(clock) = clock {
-            clock.idle();
-        }
+        clock::answered(clock.as_ref());
         return whole(file.head());
     }
     match tokio::fs::File::open(file.path()).await {
@@ -607,9 +595,7 @@ async fn send_file(file: StaticFile, clock: Option<Clock>) -> hyper::Response<Bo
         ),
         // Gone (or unreadable) since core resolved it; core words the answer.
         Err(_) => {
-            if let Some(clock) = clock {
-                clock.idle();
-            }
+            clock::answered(clock.as_ref());
             whole(file.gone())
         }
     }
@@ -640,9 +626,7 @@ impl FileBody {
 
 impl Drop for FileBody {
     fn drop(&mut self) {
-        if let Some(clock) = &self.clock {
-            clock.idle();
-        }
+        clock::answered(self.clock.as_ref());
     }
 }
 
@@ -769,11 +753,11 @@ pub async fn serve_with(
                     handoff: Some(handoff.clone()),
                     clock: Some(clock.clone()),
                 };
-                let io = Guarded::new(tcp, slot, Some(clock));
+                let io = Guarded::new(tcp, slot, Some(clock.clone()));
                 let closing = closing.subscribe();
                 let header_timeout = options.header_timeout;
                 tokio::spawn(async move {
-                    serve_connection(io, service, handoff, header_timeout, closing).await;
+                    serve_connection(io, service, handoff, clock, header_timeout, closing).await;
                     drop(permit);
                 });
             }
@@ -804,12 +788,10 @@ async fn serve_connection(
     mut io: Guarded<TcpStream>,
     mut service: Slosh,
     handoff: HandoffSlot,
+    clock: Clock,
     header_timeout: Duration,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
-    let Some(clock) = service.clock.clone() else {
-        return;
-    };
     // The connection's one timer (`clock.rs`): hyper is given none, so it
     // times nothing per request.
     let first = Instant::now() + header_timeout;
