@@ -64,6 +64,8 @@
 //!             .configure(slosh_actix::mount(hub.clone()))
 //!     })
 //!     .workers(1)
+//!     // A client that closes its connection is dropped at once.
+//!     .h1_allow_half_closed(false)
 //!     .listen(listener)?
 //!     .run();
 //!     let handle = server.handle();
@@ -222,6 +224,10 @@ where
     // actix counts per worker.
     .max_connections(options.max_connections.div_ceil(workers).max(1))
     .client_request_timeout(options.header_timeout)
+    // A client that closes its side is gone: end its parked long-poll or
+    // idle stream at once (dropping it forgets the subscriber), as hyper
+    // does, instead of when a write to it next fails.
+    .h1_allow_half_closed(false)
     .shutdown_timeout(options.grace.as_secs().max(1))
     .disable_signals()
     .listen(listener)?

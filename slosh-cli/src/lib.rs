@@ -292,8 +292,7 @@ pub async fn run_server(args: ServeArgs) -> std::io::Result<()> {
 /// tasks in its own queue and moves the rest to a shared queue it looks at
 /// only every 31 polls, so a publish that answers 1 000 long-polls had
 /// most of them wait behind connections whose next request had come in;
-/// the current-thread queue is first in, first out (long-poll at 50
-/// messages/s to 1 000 clients: p50 6.2 -> 4.7 ms, `benches/RESULTS.md`).
+/// the current-thread queue is first in, first out (docs/DECISIONS.md).
 #[cfg(feature = "server")]
 pub fn server_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let workers = std::env::var("TOKIO_WORKER_THREADS")

@@ -3,10 +3,9 @@
 
 #![forbid(unsafe_code)]
 
-/// mimalloc, not the system allocator: a long-poll delivery allocates
-/// and frees a few dozen small blocks (hyper's head and header map, the
-/// answer, the next request's future), and glibc's malloc spent 18 % of
-/// the instructions of one (callgrind, `benches/RESULTS.md`).
+/// mimalloc, not the system allocator: a delivery allocates and frees a
+/// few dozen small blocks, where glibc's malloc was costly
+/// (docs/DECISIONS.md, "How `slosh-cli serve` spends its CPU").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

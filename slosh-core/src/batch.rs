@@ -98,8 +98,7 @@ impl Batch {
         let size: usize = self.messages.iter().map(|m| m.json().len() + 1).sum();
         let mut out = String::with_capacity(64 + size);
         // Every parked poll is answered through here: plain digit pushes,
-        // not `write!`'s formatting machinery (a third of this function's
-        // instructions in the long-poll profile, benches/RESULTS.md).
+        // not `write!`'s formatting machinery (docs/DECISIONS.md).
         out.push_str(r#"{"max":"#);
         push_u64(&mut out, self.max);
         out.push_str(r#","saw":"#);

@@ -4,8 +4,7 @@
 //! hyper's own `header_read_timeout` registers a fresh timer for every
 //! request head and a parked long-poll another for its deadline: two
 //! insertions into tokio's timer wheel, two removals and an allocation per
-//! long-poll delivery, about a tenth of its instructions (callgrind,
-//! `benches/RESULTS.md`). A [`Clock`] instead records what the connection
+//! long-poll delivery (docs/DECISIONS.md). A [`Clock`] instead records what the connection
 //! is waiting for with one atomic store; [`serve_connection`] owns the
 //! connection's one `Sleep` and looks at the clock each time it polls
 //! hyper. The sleep is moved earlier only when a wait needs it earlier,
