@@ -105,7 +105,6 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
 use std::io::{Read, Seek, SeekFrom};
@@ -117,14 +116,13 @@ use std::time::{Duration, Instant};
 use actix_web::body::SizedStream;
 use actix_web::http::StatusCode;
 use actix_web::rt::task::JoinHandle;
-use actix_web::rt::time::{sleep, sleep_until, Sleep};
+use actix_web::rt::time::{sleep_until, Sleep};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpResponseBuilder, HttpServer};
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
+use slosh_core::driver::{self, Pull, Timer};
 use slosh_core::files::CHUNK_SIZE;
-use slosh_core::{
-    EventListener, EventStream, Hub, LongPoll, Outcome, Stall, StaticFile, StreamStep, Wake,
-};
+use slosh_core::{EventStream, Hub, Outcome, Stall, StaticFile, Wake};
 
 pub use slosh_core;
 
@@ -246,10 +244,7 @@ where
 /// Runs [`Hub::sweep`] whenever the hub asks, for ever: idle topics and
 /// expired sessions go away. Spawn it once per hub.
 pub async fn sweep(hub: Hub) {
-    loop {
-        let next = hub.sweep(Instant::now());
-        sleep_until(next.into()).await;
-    }
+    driver::sweep(hub, Rt).await;
 }
 
 /// Answers one request to a slosh URL.
@@ -291,7 +286,7 @@ async fn handle(request: HttpRequest, payload: web::Payload, hub: web::Data<Hub>
             Some(payload) => whole_unread(response, payload),
             None => whole(response),
         },
-        Outcome::Park(poll) => whole(park(poll).await),
+        Outcome::Park(poll) => whole(driver::park(poll, Rt).await),
         Outcome::Stream(stream) => {
             let head = stream.head();
             builder(&head).streaming(SseBody::new(stream))
@@ -333,33 +328,20 @@ async fn read_body(payload: &mut web::Payload, limit: usize) -> Result<slosh_cor
     })
 }
 
-/// Waits for a parked long-poll's answer: a publish on its topic wakes it,
-/// its deadline ends it.
-async fn park(mut poll: LongPoll) -> slosh_core::Response {
-    loop {
-        match poll.poll(Instant::now()) {
-            Wake::Ready(response) => return response,
-            Wake::Wait(listener) => match poll.deadline() {
-                Some(deadline) => {
-                    let timer = sleep_until(deadline.into());
-                    first_of(listener, timer).await;
-                }
-                None => listener.await,
-            },
-        }
-    }
-}
+/// actix's timer (tokio's, underneath), for core's drivers.
+#[derive(Clone, Copy, Debug)]
+struct Rt;
 
-/// Completes when either `listener` fires or `timer` runs out.
-async fn first_of(mut listener: EventListener, timer: Sleep) {
-    let mut timer = std::pin::pin!(timer);
-    poll_fn(|cx| {
-        if Pin::new(&mut listener).poll(cx).is_ready() {
-            return Poll::Ready(());
-        }
-        timer.as_mut().poll(cx)
-    })
-    .await;
+impl Timer for Rt {
+    type Sleep = Sleep;
+
+    fn sleep_until(&self, at: Instant) -> Sleep {
+        sleep_until(at.into())
+    }
+
+    fn reset(&self, sleep: Pin<&mut Sleep>, at: Instant) {
+        sleep.reset(at.into());
+    }
 }
 
 /// Core's response head as an actix builder.
@@ -424,12 +406,7 @@ impl Stream for Unread {
 /// actix's write buffer either way.
 struct SseBody {
     stream: Arc<Mutex<Option<EventStream>>>,
-    /// The rest of core's last step, handed to actix one piece at a time:
-    /// each is a message's shared encoding, so nothing is copied.
-    pending: VecDeque<Bytes>,
-    listener: Option<EventListener>,
-    /// The next heartbeat; reset rather than reallocated per wait.
-    sleep: Pin<Box<Sleep>>,
+    pull: Pull<Rt>,
     /// The stall watcher, stopped with the body.
     watcher: JoinHandle<()>,
 }
@@ -441,9 +418,7 @@ impl SseBody {
         let watcher = actix_web::rt::spawn(watch_stall(stall, Arc::downgrade(&stream)));
         SseBody {
             stream,
-            pending: VecDeque::new(),
-            listener: None,
-            sleep: Box::pin(sleep(Duration::ZERO)),
+            pull: Pull::new(Rt),
             watcher,
         }
     }
@@ -481,32 +456,11 @@ impl Stream for SseBody {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        loop {
-            if let Some(bytes) = this.pending.pop_front() {
-                return Poll::Ready(Some(Ok(bytes)));
-            }
-            if let Some(listener) = &mut this.listener {
-                let woken = Pin::new(listener).poll(cx).is_ready();
-                let timed_out = this.sleep.as_mut().poll(cx).is_ready();
-                if !woken && !timed_out {
-                    return Poll::Pending;
-                }
-                this.listener = None;
-            }
-            let step = match lock(&this.stream).as_mut() {
-                Some(stream) => stream.poll(Instant::now()),
-                // The watcher ended it.
-                None => return Poll::Ready(None),
-            };
-            match step {
-                StreamStep::Send(chunks) => this.pending.extend(chunks),
-                StreamStep::Wait(listener, at) => {
-                    this.listener = Some(listener);
-                    this.sleep.as_mut().reset(at.into());
-                }
-                StreamStep::End(_) => return Poll::Ready(None),
-            }
-        }
+        let stream = &this.stream;
+        this.pull
+            // `None` once the watcher took the stream away.
+            .poll_next(cx, |now| lock(stream).as_mut().map(|s| s.poll(now)))
+            .map(|piece| piece.map(Ok))
     }
 }
 

@@ -38,6 +38,11 @@
 //!   with the [`Stall`] watch an adapter keeps while a write is blocked.
 //! - [`stream`]: [`EventStream`], a feed written as SSE, and the [`Chunks`]
 //!   every stream hands its adapter.
+//! - [`driver`]: the waits every frontend runs, written once over a
+//!   [`Timer`] the adapter supplies: [`driver::park`] (a long-poll's
+//!   listener against its deadline), [`Pull`] (an event stream a piece at
+//!   a time, with heartbeats) and [`driver::sweep`] (the sweeper's
+//!   schedule).
 //! - [`socket`]: [`Socket`], a feed written as WebSocket frames that also
 //!   publishes the text frames its client sends; close codes.
 //! - `topic`: a topic: its log, the event parked requests wait on, and the
@@ -65,12 +70,12 @@
 //! time. What comes back is one of:
 //!
 //! - [`Outcome::Respond`]: send it.
-//! - [`Outcome::Park`]: a [`LongPoll`]. Call [`LongPoll::poll`] with the
-//!   current time; it either answers, or hands back an `EventListener` to
-//!   await together with a sleep until [`LongPoll::deadline`]. Dropping the
-//!   `LongPoll` (the client went away) forgets the subscriber at once.
+//! - [`Outcome::Park`]: a [`LongPoll`]. Await [`driver::park`] with the
+//!   adapter's [`Timer`]; it answers at a publish or at
+//!   [`LongPoll::deadline`]. Dropping it (the client went away) forgets the
+//!   subscriber at once.
 //! - [`Outcome::Stream`]: an [`EventStream`]. Send [`EventStream::head`],
-//!   then loop on [`EventStream::poll`], writing each chunk, until it ends.
+//!   then write each piece [`Pull::poll_next`] hands out, until it ends.
 //!   Poll only when the socket can take more; while a write is blocked,
 //!   await [`Stall::check`] instead, and close the connection when it says
 //!   the subscriber is over.
@@ -128,6 +133,7 @@ pub mod batch;
 pub mod cursor;
 mod decode;
 mod demo;
+pub mod driver;
 pub mod error;
 pub mod feed;
 pub mod files;
@@ -149,6 +155,7 @@ mod xml;
 pub use batch::Batch;
 pub use cursor::Cursor;
 pub use decode::{BodyKind, DecodeError};
+pub use driver::{Pull, Timer};
 pub use error::Error;
 pub use feed::{EndReason, Stall};
 pub use files::StaticFile;

@@ -136,6 +136,35 @@ impl Clock {
     }
 }
 
+/// A parked long-poll's deadline kept by the connection's one timer: the
+/// sleep only records the deadline, and the connection task polls the
+/// request again when its timer fires.
+impl slosh_core::Timer for Clock {
+    type Sleep = Due;
+
+    fn sleep_until(&self, at: Instant) -> Due {
+        self.parked_until(at);
+        Due(at)
+    }
+}
+
+/// Completes once its instant has passed, when polled: something else (the
+/// connection's timer) must poll it then.
+#[derive(Debug)]
+pub(crate) struct Due(Instant);
+
+impl std::future::Future for Due {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if Instant::now() >= self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+}
+
 /// Tells a connection's clock, if the service has one, that its request
 /// is answered: the head timeout runs from now.
 pub(crate) fn answered(clock: Option<&Clock>) {

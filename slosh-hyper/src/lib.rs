@@ -149,7 +149,6 @@ mod websocket;
 struct GuideHyper;
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -166,9 +165,8 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use slosh_core::{
-    EventListener, EventStream, Hub, LongPoll, Outcome, StaticFile, StreamStep, Wake,
-};
+use slosh_core::driver;
+use slosh_core::{EventStream, Hub, LongPoll, Outcome, Pull, StaticFile};
 use stall::{Guarded, StallSlot};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -397,52 +395,31 @@ where
     }
 }
 
-/// Waits for a parked long-poll's answer: a publish on its topic wakes it,
-/// its deadline ends it. With the connection's [`Clock`], the connection's
-/// one timer wakes it at the deadline; without, it keeps a timer of its own
-/// for the whole wait, however often the topic wakes it without news.
-async fn park(
-    mut poll: LongPoll,
-    clock: Option<Clock>,
-) -> Result<hyper::Response<Body>, Infallible> {
-    let mut own_timer = std::pin::pin!(match (&clock, poll.deadline()) {
-        (None, Some(deadline)) => Some(tokio::time::sleep_until(deadline.into())),
-        _ => None,
-    });
-    loop {
-        let listener = match poll.poll(Instant::now()) {
-            Wake::Ready(response) => {
-                clock::answered(clock.as_ref());
-                return Ok(whole(response));
-            }
-            Wake::Wait(listener) => listener,
-        };
-        if let (Some(clock), Some(deadline)) = (&clock, poll.deadline()) {
-            clock.parked_until(deadline);
-        }
-        match own_timer.as_mut().as_pin_mut() {
-            Some(sleep) => {
-                tokio::select! {
-                    _ = listener => {}
-                    _ = sleep => {}
-                }
-            }
-            None => {
-                let deadline = clock.as_ref().and(poll.deadline());
-                let mut listener = listener;
-                std::future::poll_fn(|cx| {
-                    // Polled by the connection's timer at the deadline: the
-                    // poll above then answers that it timed out.
-                    let due = deadline.is_some_and(|deadline| Instant::now() >= deadline);
-                    if due || Pin::new(&mut listener).poll(cx).is_ready() {
-                        Poll::Ready(())
-                    } else {
-                        Poll::Pending
-                    }
-                })
-                .await;
-            }
-        }
+/// Waits for a parked long-poll's answer (core's [`driver::park`]). With
+/// the connection's [`Clock`], the connection's one timer wakes it at the
+/// deadline; without, it keeps a tokio timer of its own for the wait.
+async fn park(poll: LongPoll, clock: Option<Clock>) -> Result<hyper::Response<Body>, Infallible> {
+    let response = match &clock {
+        Some(clock) => driver::park(poll, clock.clone()).await,
+        None => driver::park(poll, Tokio).await,
+    };
+    clock::answered(clock.as_ref());
+    Ok(whole(response))
+}
+
+/// tokio's timer, for core's drivers.
+#[derive(Clone, Copy, Debug)]
+struct Tokio;
+
+impl driver::Timer for Tokio {
+    type Sleep = Sleep;
+
+    fn sleep_until(&self, at: Instant) -> Sleep {
+        tokio::time::sleep_until(at.into())
+    }
+
+    fn reset(&self, sleep: Pin<&mut Sleep>, at: Instant) {
+        sleep.reset(at.into());
     }
 }
 
@@ -510,12 +487,7 @@ fn header_name(name: &str) -> Result<HeaderName, hyper::header::InvalidHeaderNam
 /// asks for one, i.e. when the socket can take more.
 struct SseBody {
     stream: EventStream,
-    /// The rest of core's last step, handed to hyper one piece per frame:
-    /// each is a message's shared encoding, so nothing is copied.
-    pending: VecDeque<Bytes>,
-    listener: Option<EventListener>,
-    /// The next heartbeat; reset rather than reallocated per wait.
-    sleep: Pin<Box<Sleep>>,
+    pull: Pull<Tokio>,
     /// The connection's slot for this stream's stall watch, if any.
     stall: Option<StallSlot>,
     /// Told when the stream is over, so the head timeout runs again.
@@ -529,9 +501,7 @@ impl SseBody {
         }
         SseBody {
             stream,
-            pending: VecDeque::new(),
-            listener: None,
-            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            pull: Pull::new(Tokio),
             stall,
             clock,
         }
@@ -556,27 +526,10 @@ impl http_body::Body for SseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
-        loop {
-            if let Some(bytes) = this.pending.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
-            }
-            if let Some(listener) = &mut this.listener {
-                let woken = Pin::new(listener).poll(cx).is_ready();
-                let timed_out = this.sleep.as_mut().poll(cx).is_ready();
-                if !woken && !timed_out {
-                    return Poll::Pending;
-                }
-                this.listener = None;
-            }
-            match this.stream.poll(Instant::now()) {
-                StreamStep::Send(chunks) => this.pending.extend(chunks),
-                StreamStep::Wait(listener, at) => {
-                    this.listener = Some(listener);
-                    this.sleep.as_mut().reset(at.into());
-                }
-                StreamStep::End(_) => return Poll::Ready(None),
-            }
-        }
+        let stream = &mut this.stream;
+        this.pull
+            .poll_next(cx, |now| Some(stream.poll(now)))
+            .map(|piece| piece.map(|bytes| Ok(Frame::data(bytes))))
     }
 }
 
@@ -898,10 +851,7 @@ async fn until_handoff(
 /// expired sessions go away. [`serve_with`] runs it; an application that
 /// mounts [`Slosh`] in its own server spawns it once per hub.
 pub async fn sweep(hub: Hub) {
-    loop {
-        let next = hub.sweep(Instant::now());
-        tokio::time::sleep_until(next.into()).await;
-    }
+    driver::sweep(hub, Tokio).await;
 }
 
 #[cfg(test)]

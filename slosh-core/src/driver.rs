@@ -1,0 +1,305 @@
+//! The waits every frontend runs, written once: a parked long-poll's race
+//! between its topic and its deadline ([`park`]), an SSE stream pulled a
+//! piece at a time with its heartbeats ([`Pull`]), and the sweeper's
+//! schedule ([`sweep`]).
+//!
+//! None of them needs a runtime. Time comes in through [`Timer`], which an
+//! adapter implements over its own sleep (tokio's, actix's, or a
+//! connection's shared clock); the futures here are plain `std` futures
+//! that the adapter's tasks poll. An adapter then only converts types:
+//! core's [`Response`] into its framework's answer, [`Pull`]'s pieces into
+//! its body frames.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use event_listener::EventListener;
+
+use crate::http::{LongPoll, Response, Wake};
+use crate::hub::Hub;
+use crate::stream::StreamStep;
+
+/// How a driver sleeps until an instant, supplied by the adapter.
+///
+/// A `Sleep` may be polled again after it completed (tokio's may): a
+/// driver polls it together with a listener and resets it before it waits
+/// again, but does not remember which of the two woke it.
+pub trait Timer {
+    /// The future that completes at the instant (or later).
+    type Sleep: Future<Output = ()>;
+
+    /// A sleep until `at`.
+    fn sleep_until(&self, at: Instant) -> Self::Sleep;
+
+    /// Moves `sleep` to `at`. The default builds a new one in its place; a
+    /// timer whose sleeps can be moved (tokio's `reset`) says so here and
+    /// spares the reallocation per wait.
+    fn reset(&self, mut sleep: Pin<&mut Self::Sleep>, at: Instant) {
+        sleep.set(self.sleep_until(at));
+    }
+}
+
+/// Waits for a parked long-poll's answer: a publish on its topic wakes it,
+/// its deadline ends it. The deadline's sleep is made once for the whole
+/// wait, however often the topic wakes the poll without news for it.
+///
+/// Dropping the future (the client went away) drops the [`LongPoll`],
+/// which forgets the subscriber at once.
+pub async fn park<T: Timer>(mut poll: LongPoll, timer: T) -> Response {
+    let mut sleep = pin!(poll.deadline().map(|at| timer.sleep_until(at)));
+    loop {
+        let mut listener = match poll.poll(Instant::now()) {
+            Wake::Ready(response) => return response,
+            Wake::Wait(listener) => listener,
+        };
+        poll_fn(|cx| {
+            if Pin::new(&mut listener).poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            match sleep.as_mut().as_pin_mut() {
+                Some(sleep) => sleep.poll(cx),
+                None => Poll::Pending,
+            }
+        })
+        .await;
+    }
+}
+
+/// Runs [`Hub::sweep`] whenever the hub asks, for ever: idle topics and
+/// expired sessions go away. An adapter spawns it once per hub.
+pub async fn sweep<T: Timer>(hub: Hub, timer: T) {
+    loop {
+        let next = hub.sweep(Instant::now());
+        timer.sleep_until(next).await;
+    }
+}
+
+/// An event stream pulled a piece at a time: the adapter's body asks for
+/// the next piece when its socket can take more, so a slow reader never
+/// makes the server buffer.
+///
+/// The rest of core's last [`StreamStep::Send`] is handed out one piece per
+/// call: each is a message's shared encoding, so nothing is copied. Between
+/// messages it waits on the topic's listener and the next heartbeat, with
+/// one sleep for the stream's whole life that is moved, not rebuilt.
+pub struct Pull<T: Timer> {
+    timer: T,
+    pending: VecDeque<Bytes>,
+    listener: Option<EventListener>,
+    sleep: Pin<Box<T::Sleep>>,
+}
+
+impl<T: Timer> Pull<T> {
+    /// A pull with nothing pending, sleeping on `timer`.
+    pub fn new(timer: T) -> Pull<T> {
+        let sleep = Box::pin(timer.sleep_until(Instant::now()));
+        Pull {
+            timer,
+            pending: VecDeque::new(),
+            listener: None,
+            sleep,
+        }
+    }
+
+    /// The next piece to write, `Pending` while there is none yet, or
+    /// `None` when the stream is over. `step` is the stream's
+    /// [`EventStream::poll`](crate::EventStream::poll) at the instant it is
+    /// given, or `None` when the stream was taken away meanwhile (a stall
+    /// watch ended it).
+    pub fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut step: impl FnMut(Instant) -> Option<StreamStep>,
+    ) -> Poll<Option<Bytes>> {
+        loop {
+            if let Some(bytes) = self.pending.pop_front() {
+                return Poll::Ready(Some(bytes));
+            }
+            if let Some(listener) = &mut self.listener {
+                let woken = Pin::new(listener).poll(cx).is_ready();
+                let timed_out = self.sleep.as_mut().poll(cx).is_ready();
+                if !woken && !timed_out {
+                    return Poll::Pending;
+                }
+                self.listener = None;
+            }
+            match step(Instant::now()) {
+                Some(StreamStep::Send(chunks)) => self.pending.extend(chunks.0),
+                Some(StreamStep::Wait(listener, at)) => {
+                    self.listener = Some(listener);
+                    self.timer.reset(self.sleep.as_mut(), at);
+                }
+                Some(StreamStep::End(_)) | None => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+impl<T: Timer> std::fmt::Debug for Pull<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pull")
+            .field("pending", &self.pending.len())
+            .field("waiting", &self.listener.is_some())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Wake as TaskWake, Waker};
+    use std::time::Duration;
+
+    use crate::http::{Outcome, Request};
+    use crate::settings::Settings;
+
+    /// A timer whose sleeps complete once the wall clock passes them, and
+    /// which counts how many it made: enough to drive the futures here by
+    /// hand without a runtime.
+    #[derive(Clone, Default)]
+    struct WallTimer(Arc<AtomicUsize>);
+
+    struct WallSleep(Instant);
+
+    impl Future for WallSleep {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            if Instant::now() >= self.0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    impl Timer for WallTimer {
+        type Sleep = WallSleep;
+        fn sleep_until(&self, at: Instant) -> WallSleep {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            WallSleep(at)
+        }
+    }
+
+    /// Counts wakes, so a test sees that a listener woke the future.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl TaskWake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn poll_once<F: Future>(future: Pin<&mut F>, waker: &Waker) -> Poll<F::Output> {
+        future.poll(&mut Context::from_waker(waker))
+    }
+
+    fn hub(poll_timeout: Duration) -> Hub {
+        Hub::builder()
+            .settings(Settings {
+                poll_timeout: Some(poll_timeout),
+                ..Settings::default()
+            })
+            .build()
+    }
+
+    fn parked(hub: &Hub, target: &str) -> LongPoll {
+        match hub.handle(Request::new("GET", target), Instant::now()) {
+            Outcome::Park(poll) => poll,
+            _ => panic!("{target} is parked"),
+        }
+    }
+
+    #[test]
+    fn a_parked_poll_is_woken_by_a_publish_and_answers_it() {
+        let hub = hub(Duration::from_secs(30));
+        let timer = WallTimer::default();
+        let mut waiting = pin!(park(parked(&hub, "/topics/t.json?n=0"), timer.clone()));
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(Arc::clone(&count));
+        assert!(poll_once(waiting.as_mut(), &waker).is_pending());
+        assert!(poll_once(waiting.as_mut(), &waker).is_pending());
+
+        hub.publish("t", &serde_json::json!(1)).unwrap();
+        assert!(count.0.load(Ordering::Relaxed) > 0, "the publish woke it");
+        let Poll::Ready(response) = poll_once(waiting.as_mut(), &waker) else {
+            panic!("a woken poll answers");
+        };
+        assert_eq!(
+            &response.body[..],
+            br#"{"max":1,"saw":1,"delivering":1,"res":[1]}"#
+        );
+        assert_eq!(timer.0.load(Ordering::Relaxed), 1, "one sleep per wait");
+    }
+
+    #[test]
+    fn a_parked_poll_answers_empty_at_its_deadline() {
+        let hub = hub(Duration::from_millis(30));
+        let mut waiting = pin!(park(
+            parked(&hub, "/topics/t.json?n=0"),
+            WallTimer::default()
+        ));
+        let waker = Waker::from(Arc::new(Count::default()));
+        assert!(poll_once(waiting.as_mut(), &waker).is_pending());
+        std::thread::sleep(Duration::from_millis(40));
+        let Poll::Ready(response) = poll_once(waiting.as_mut(), &waker) else {
+            panic!("the deadline passed");
+        };
+        assert_eq!(
+            &response.body[..],
+            br#"{"max":0,"saw":0,"delivering":0,"res":[]}"#
+        );
+    }
+
+    #[test]
+    fn a_dropped_park_forgets_its_subscriber() {
+        let hub = hub(Duration::from_secs(30));
+        let waiting = park(parked(&hub, "/topics/t.json?n=0"), WallTimer::default());
+        assert_eq!(hub.info("t").unwrap()["subscribers"], 1);
+        drop(waiting);
+        assert_eq!(hub.info("t").unwrap()["subscribers"], 0);
+    }
+
+    #[test]
+    fn a_pull_hands_out_each_piece_then_waits_then_ends() {
+        let hub = hub(Duration::from_secs(30));
+        hub.publish("s", &serde_json::json!("a")).unwrap();
+        let mut stream = match hub.handle(Request::new("GET", "/topics/s.sse?n=0"), Instant::now())
+        {
+            Outcome::Stream(stream) => stream,
+            _ => panic!("an event stream"),
+        };
+        let timer = WallTimer::default();
+        let mut pull = Pull::new(timer.clone());
+        let waker = Waker::from(Arc::new(Count::default()));
+        let mut cx = Context::from_waker(&waker);
+        let mut seen = Vec::new();
+        while let Poll::Ready(Some(piece)) = pull.poll_next(&mut cx, |now| Some(stream.poll(now))) {
+            seen.extend_from_slice(&piece);
+        }
+        let seen = String::from_utf8(seen).unwrap();
+        assert!(seen.contains("retry: 3000"), "{seen}");
+        assert!(seen.contains("id: 1\ndata: \"a\"\n\n"), "{seen}");
+
+        hub.publish("s", &serde_json::json!("b")).unwrap();
+        let Poll::Ready(Some(piece)) = pull.poll_next(&mut cx, |now| Some(stream.poll(now))) else {
+            panic!("the publish is the next piece");
+        };
+        assert!(String::from_utf8_lossy(&piece).contains("\"b\""));
+        assert!(pull
+            .poll_next(&mut cx, |now| Some(stream.poll(now)))
+            .is_pending());
+        // A stall watch took the stream away; the next wake ends the pull.
+        hub.publish("s", &serde_json::json!("c")).unwrap();
+        assert_eq!(pull.poll_next(&mut cx, |_| None), Poll::Ready(None));
+        // One sleep for the stream's life (the default reset makes one per
+        // wait; this timer has no reset of its own).
+        assert!(timer.0.load(Ordering::Relaxed) >= 1);
+    }
+}
