@@ -32,18 +32,18 @@ use futures_core::Stream;
 use futures_util::SinkExt;
 use slosh_core::{EndReason, EventListener, Socket, SocketStep, Stall, Wake};
 
-/// How long a close frame may take to be queued before the socket is
-/// dropped anyway (a client that does not read never makes room for it).
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
-
-/// Frames queued for the client (error replies, pongs) past which no more
-/// frames are read from it, so a client that sends without reading cannot
-/// grow the queue.
-const MAX_QUEUED: usize = 32;
+use slosh_core::socket::{CLOSE_GRACE, MAX_QUEUED};
 
 /// Whether actix reads this request's payload as the connection's raw
 /// stream (its test for a WebSocket upgrade): such a payload only ends with
 /// the connection, so it is kept for the socket instead of read as a body.
+///
+/// This mirrors actix-http's own request decoder, which compares each
+/// `Transfer-Encoding` and `Upgrade` header whole rather than as a list
+/// (`Upgrade: h2c, websocket` is a body to actix), so it deliberately does
+/// not use [`slosh_core::header::lists`]: what counts is what actix does
+/// with the payload. Whether the request *is* a WebSocket handshake core
+/// decides, with the list rule.
 pub(crate) fn is_upgrade_stream(request: &HttpRequest) -> bool {
     let headers = request.headers();
     let chunked = headers.get_all(TRANSFER_ENCODING).any(|value| {

@@ -19,9 +19,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use event_listener::EventListener;
 
-use crate::http::{LongPoll, Response, Wake};
+use crate::http::{LongPoll, Response};
 use crate::hub::Hub;
 use crate::stream::StreamStep;
+use crate::wake::Wake;
 
 /// How a driver sleeps until an instant, supplied by the adapter.
 ///

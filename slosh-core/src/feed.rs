@@ -26,10 +26,10 @@ use event_listener::EventListener;
 
 use crate::batch::Batch;
 use crate::cursor::Cursor;
-use crate::http::Wake;
 use crate::hub::Hub;
 use crate::metrics::SubscriberKind;
 use crate::topic::{Subscription, Topic};
+use crate::wake::Wake;
 
 /// Why a stream or socket ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

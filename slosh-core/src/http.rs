@@ -7,8 +7,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::wake::Wake;
 use bytes::Bytes;
-use event_listener::EventListener;
 
 use crate::batch::Batch;
 use crate::cursor::Cursor;
@@ -140,11 +140,8 @@ impl<'a> Request<'a> {
 
     /// Whether this asks to become a WebSocket (`Upgrade: websocket`).
     fn wants_websocket(&self) -> bool {
-        self.upgrade.is_some_and(|value| {
-            value
-                .split(',')
-                .any(|protocol| protocol.trim().eq_ignore_ascii_case("websocket"))
-        })
+        self.upgrade
+            .is_some_and(|value| crate::header::lists(value, "websocket"))
     }
 
     /// The cursor given by `n`, if any.
@@ -241,31 +238,6 @@ impl Outcome {
         match self {
             Outcome::Respond(response) => Some(response),
             _ => None,
-        }
-    }
-}
-
-/// Either a result now, or a listener to await before asking again.
-#[derive(Debug)]
-pub enum Wake<T> {
-    /// Done.
-    Ready(T),
-    /// Await this (together with the deadline the caller knows), then poll
-    /// again.
-    Wait(EventListener),
-}
-
-impl<T> Wake<T> {
-    /// Whether the caller must wait.
-    pub fn is_wait(&self) -> bool {
-        matches!(self, Wake::Wait(_))
-    }
-
-    /// The result, if ready.
-    pub fn into_response(self) -> Option<T> {
-        match self {
-            Wake::Ready(value) => Some(value),
-            Wake::Wait(_) => None,
         }
     }
 }

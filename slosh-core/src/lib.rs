@@ -54,6 +54,8 @@
 //! - [`hub`]: [`Hub`], the cheap-to-clone handle that owns all of the above,
 //!   with [`Hub::publish`] for in-process publishing and [`Hub::sweep`] for
 //!   expiry.
+//! - [`header`]: [`header::lists`], the one reading of a comma-separated
+//!   header list, for core and every frontend.
 //! - [`http`]: the protocol decision layer: a framework-neutral [`Request`]
 //!   in, an [`Outcome`] out: an immediate [`Response`], a parked
 //!   [`LongPoll`], an [`EventStream`], or a [`StaticFile`].
@@ -138,6 +140,7 @@ pub mod error;
 pub mod feed;
 pub mod files;
 mod gone;
+pub mod header;
 pub mod http;
 pub mod hub;
 pub mod message;
@@ -150,6 +153,7 @@ pub mod socket;
 pub mod store;
 pub mod stream;
 mod topic;
+mod wake;
 mod xml;
 
 pub use batch::Batch;
@@ -159,7 +163,7 @@ pub use driver::{Pull, Timer};
 pub use error::Error;
 pub use feed::{EndReason, Stall};
 pub use files::StaticFile;
-pub use http::{Body, LongPoll, Outcome, Request, Response, Wake};
+pub use http::{Body, LongPoll, Outcome, Request, Response};
 pub use hub::{Builder, Filter, Hub, Published, Verdict};
 pub use message::{Json, Message};
 pub use name::TopicName;
@@ -168,6 +172,7 @@ pub use settings::{Mode, Settings};
 pub use socket::{Socket, SocketStep};
 pub use store::{Head, Log, MemoryLog};
 pub use stream::{Chunks, EventStream, StreamStep};
+pub use wake::Wake;
 
 /// Re-exported so adapters name the listener type without depending on the
 /// crate themselves.

@@ -30,6 +30,15 @@ use crate::name::TopicName;
 
 /// Close code 1001: the topic or the server is going away.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// How long a close frame may take to go out before an adapter drops the
+/// connection anyway: a client that does not read never takes it.
+pub const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Frames an adapter queues for its client (error replies, pongs) past
+/// which it reads no more frames from it, so a client that sends without
+/// reading cannot grow the queue.
+pub const MAX_QUEUED: usize = 32;
 /// Close code 1009: a frame larger than the socket accepts.
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code 1013: too slow for now; reconnect and resume.
@@ -126,11 +135,7 @@ impl Hub {
 /// behind an adapter may check less, or more). Returns the key.
 fn check_handshake<'a>(request: &Request<'a>) -> Result<&'a str, Error> {
     let lists = |value: Option<&str>, token: &str| {
-        value.is_some_and(|value| {
-            value
-                .split(',')
-                .any(|item| item.trim().eq_ignore_ascii_case(token))
-        })
+        value.is_some_and(|value| crate::header::lists(value, token))
     };
     if request.method != "GET" {
         return Err(Error::BadUpgrade("the GET method"));

@@ -74,7 +74,7 @@ pub(crate) fn can_hand_off(parts: &hyper::http::request::Parts) -> bool {
             .any(|value| {
                 value
                     .to_str()
-                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+                    .is_ok_and(|v| slosh_core::header::lists(v, "close"))
             })
 }
 

@@ -183,21 +183,29 @@ pub type Body = BoxBody<Bytes, Infallible>;
 #[derive(Clone, Debug)]
 pub struct Slosh {
     hub: Hub,
-    /// Set by [`serve_with`] per connection, whose socket watches the
-    /// stream's stall; without it a stalled reader is dropped at its next
-    /// read instead (memory is bounded either way).
-    stall: Option<StallSlot>,
-    /// The connection's place under `max_connections`, set by
-    /// [`serve_with`]: a WebSocket keeps it after the upgrade, so sockets
-    /// count as connections and shutdown waits for their close frames.
-    permit: Option<Arc<OwnedSemaphorePermit>>,
-    /// Set by [`serve_with`] per connection: where an event stream is left
-    /// for the connection task to serve without hyper (`handoff.rs`).
-    handoff: Option<HandoffSlot>,
-    /// Set by [`serve_with`] per connection: what the connection waits for,
-    /// timed by its one timer (`clock.rs`). Without it a parked long-poll
-    /// keeps a timer of its own, and the head timeout is the host's.
-    clock: Option<Clock>,
+    /// Set by [`serve_with`] for each connection it accepts. Without it
+    /// (a `Slosh` mounted in a server of the host's own) a stalled reader
+    /// is dropped at its next read instead (memory is bounded either way),
+    /// streams are served through hyper, a parked long-poll keeps a timer of
+    /// its own, and the head timeout is the host's.
+    connection: Option<Connection>,
+}
+
+/// What [`serve_with`] keeps per connection for the service answering on
+/// it.
+#[derive(Clone, Debug)]
+struct Connection {
+    /// Watched by the connection's socket for a stream's stall.
+    stall: StallSlot,
+    /// The connection's place under `max_connections`: a WebSocket keeps it
+    /// after the upgrade, so sockets count as connections and shutdown
+    /// waits for their close frames.
+    permit: Arc<OwnedSemaphorePermit>,
+    /// Where an event stream is left for the connection task to serve
+    /// without hyper (`handoff.rs`).
+    handoff: HandoffSlot,
+    /// What the connection waits for, timed by its one timer (`clock.rs`).
+    clock: Clock,
 }
 
 impl Slosh {
@@ -205,11 +213,13 @@ impl Slosh {
     pub fn new(hub: Hub) -> Slosh {
         Slosh {
             hub,
-            stall: None,
-            permit: None,
-            handoff: None,
-            clock: None,
+            connection: None,
         }
+    }
+
+    /// The connection's clock, when [`serve_with`] accepted it.
+    fn clock(&self) -> Option<&Clock> {
+        self.connection.as_ref().map(|connection| &connection.clock)
     }
 
     /// The hub, for publishing from the application.
@@ -233,7 +243,7 @@ impl Slosh {
                 Ok(body) => body,
                 // The client stopped sending mid-body; core words the refusal.
                 Err(()) => {
-                    clock::answered(self.clock.as_ref());
+                    clock::answered(self.clock());
                     return whole(slosh_core::Response::error(
                         &slosh_core::Error::BodyUnreadable,
                     ));
@@ -242,10 +252,10 @@ impl Slosh {
         };
         match self.dispatch(parts, body) {
             Next::Answer(response) => {
-                clock::answered(self.clock.as_ref());
+                clock::answered(self.clock());
                 response
             }
-            next => match respond(next, self.clock.clone()).await {
+            next => match respond(next, self.clock().cloned()).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             },
@@ -269,16 +279,17 @@ impl Slosh {
             Outcome::Respond(response) => Next::Answer(whole(response)),
             Outcome::Park(poll) => Next::Park(poll),
             Outcome::Stream(stream) => {
-                if let Some(slot) = &self.handoff {
+                if let Some(connection) = &self.connection {
                     if handoff::can_hand_off(&parts) {
-                        slot.put(stream);
+                        connection.handoff.put(stream);
                         return Next::HandedOff;
                     }
                 }
                 let head = stream.head();
+                let stall = self.connection.as_ref().map(|c| c.stall.clone());
                 Next::Stream(convert(
                     head,
-                    BoxBody::new(SseBody::new(stream, self.stall.clone(), self.clock.clone())),
+                    BoxBody::new(SseBody::new(stream, stall, self.clock().cloned())),
                 ))
             }
             Outcome::Socket(socket) => {
@@ -289,7 +300,11 @@ impl Slosh {
                             "Sec-WebSocket-Accept",
                             websocket::accept_key(&socket).into(),
                         ));
-                        websocket::spawn(socket, on_upgrade, self.permit.clone());
+                        websocket::spawn(
+                            socket,
+                            on_upgrade,
+                            self.connection.as_ref().map(|c| Arc::clone(&c.permit)),
+                        );
                         Next::Answer(whole(head))
                     }
                     // An HTTP/2 connection, or one served without upgrades.
@@ -350,7 +365,7 @@ where
     type Future = ServiceFuture;
 
     fn call(&self, request: hyper::Request<B>) -> Self::Future {
-        if let Some(clock) = &self.clock {
+        if let Some(clock) = self.clock() {
             clock.busy();
         }
         let (parts, body) = request.into_parts();
@@ -362,7 +377,7 @@ where
             // (`benches/RESULTS.md`).
             return respond(
                 self.dispatch(parts, slosh_core::Body::Empty),
-                self.clock.clone(),
+                self.clock().cloned(),
             );
         }
         let this = self.clone();
@@ -700,10 +715,12 @@ pub async fn serve_with(
                 let handoff = HandoffSlot::default();
                 let service = Slosh {
                     hub: hub.clone(),
-                    stall: Some(slot.clone()),
-                    permit: Some(Arc::clone(&permit)),
-                    handoff: Some(handoff.clone()),
-                    clock: Some(clock.clone()),
+                    connection: Some(Connection {
+                        stall: slot.clone(),
+                        permit: Arc::clone(&permit),
+                        handoff: handoff.clone(),
+                        clock: clock.clone(),
+                    }),
                 };
                 let io = Guarded::new(tcp, slot, Some(clock.clone()));
                 let closing = closing.subscribe();

@@ -31,14 +31,7 @@ use tokio_tungstenite::WebSocketStream;
 /// tungstenite's read buffer per socket.
 const READ_BUFFER: usize = 1024;
 
-/// How long a close frame may take to go out before the connection is
-/// dropped anyway (a client that does not read never takes it).
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
-
-/// Frames queued for the client (error replies) past which no more frames
-/// are read from it, so a client that sends without reading cannot grow
-/// the queue.
-const MAX_QUEUED: usize = 32;
+use slosh_core::socket::{CLOSE_GRACE, MAX_QUEUED};
 
 type Sink = SplitSink<WebSocketStream<TokioIo<Upgraded>>, Message>;
 
