@@ -14,7 +14,7 @@ use crate::gone::Gone;
 use crate::message::Json;
 use crate::metrics::{Metrics, SubscriberKind};
 use crate::name::{self, TopicName};
-use crate::session::Sessions;
+use crate::session::{RandomSource, Sessions};
 use crate::settings::{Mode, Settings};
 use crate::store::{Log, MemoryLog};
 use crate::topic::{Subscription, Topic};
@@ -107,6 +107,7 @@ pub struct Builder {
     settings: Settings,
     filter: Option<Box<dyn Filter>>,
     log_factory: Option<Box<LogFactory>>,
+    session_ids: Option<Box<RandomSource>>,
 }
 
 impl Builder {
@@ -158,6 +159,20 @@ impl Builder {
         self
     }
 
+    /// Draws session ids from `source` instead of the operating system's
+    /// random source, so a test can know the cookie a client will get.
+    /// `source` fills its buffer and returns whether it could; when it
+    /// cannot, the client is served without a session, as when the
+    /// system's source fails. Ids must be unpredictable in production: a
+    /// guessed id reads another client's place in a topic.
+    pub fn session_ids(
+        mut self,
+        source: impl Fn(&mut [u8]) -> bool + Send + Sync + 'static,
+    ) -> Builder {
+        self.session_ids = Some(Box::new(source));
+        self
+    }
+
     /// Stores topics' messages through `factory` instead of in memory.
     pub fn log_factory(
         mut self,
@@ -174,7 +189,11 @@ impl Builder {
         let static_root = settings.root.as_deref().map(StaticRoot::new);
         Hub {
             inner: Arc::new(Inner {
-                sessions: Sessions::new(settings.session_timeout),
+                sessions: Sessions::new(
+                    settings.session_timeout,
+                    self.session_ids
+                        .unwrap_or_else(|| Box::new(crate::session::os_random)),
+                ),
                 settings,
                 topics: RwLock::new(HashMap::new()),
                 filter: self.filter,
@@ -213,6 +232,7 @@ impl Hub {
             settings: Settings::default(),
             filter: None,
             log_factory: None,
+            session_ids: None,
         }
     }
 

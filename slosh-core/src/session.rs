@@ -25,12 +25,11 @@ pub(crate) const MAX_SESSIONS: usize = 200_000;
 pub(crate) struct SessionId([u8; 16]);
 
 impl SessionId {
-    /// A fresh id from the operating system's random source; `None` if that
-    /// source fails, in which case the client is served without a session.
-    fn random() -> Option<SessionId> {
+    /// A fresh id from `source`; `None` if that source fails, in which
+    /// case the client is served without a session.
+    fn random(source: &RandomSource) -> Option<SessionId> {
         let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).ok()?;
-        Some(SessionId(bytes))
+        source(&mut bytes).then_some(SessionId(bytes))
     }
 
     /// Parses exactly 32 hex digits; anything else is no session.
@@ -98,13 +97,26 @@ pub(crate) struct Begun {
 pub(crate) struct Sessions {
     map: Mutex<HashMap<SessionId, Session>>,
     timeout: Duration,
+    random: Box<RandomSource>,
+}
+
+/// Where session ids come from: fills the buffer with random bytes and
+/// says whether it could. The operating system's source
+/// ([`os_random`]) unless a test gives the hub its own
+/// ([`Builder::session_ids`](crate::Builder::session_ids)).
+pub(crate) type RandomSource = dyn Fn(&mut [u8]) -> bool + Send + Sync;
+
+/// The operating system's random source (`getrandom`).
+pub(crate) fn os_random(bytes: &mut [u8]) -> bool {
+    getrandom::fill(bytes).is_ok()
 }
 
 impl Sessions {
-    pub(crate) fn new(timeout: Duration) -> Sessions {
+    pub(crate) fn new(timeout: Duration, random: Box<RandomSource>) -> Sessions {
         Sessions {
             map: Mutex::new(HashMap::new()),
             timeout,
+            random,
         }
     }
 
@@ -161,7 +173,7 @@ impl Sessions {
         }
         let max = topic.log.max();
         let new_id = if map.len() < MAX_SESSIONS {
-            SessionId::random()
+            SessionId::random(&self.random)
         } else {
             None
         };
@@ -266,7 +278,7 @@ mod tests {
 
     #[test]
     fn session_ids_round_trip_through_the_cookie() {
-        let id = SessionId::random().unwrap();
+        let id = SessionId::random(&os_random).unwrap();
         let cookie = id.set_cookie();
         assert!(cookie.ends_with("; Path=/topics; HttpOnly; SameSite=Lax"));
         let value = find_cookie(&["theme=dark", &cookie]).unwrap();

@@ -221,6 +221,43 @@ fn a_client_that_goes_away_is_forgotten_at_once() {
 }
 
 #[test]
+fn session_ids_come_from_the_source_the_hub_was_given() {
+    let next = std::sync::atomic::AtomicU8::new(0);
+    let hub = Hub::builder()
+        .session_ids(move |bytes| {
+            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            bytes.fill(0);
+            if let Some(last) = bytes.last_mut() {
+                *last = n;
+            }
+            // The third draw fails, as a broken system source would.
+            n != 2
+        })
+        .build();
+    let clock = Clock::new(hub);
+    let mut cookies = Vec::new();
+    for _ in 0..3 {
+        let mut poll = clock.park("/topics/t.json");
+        clock.post_json("t", "1");
+        let answer = ready(&mut poll, clock.now);
+        cookies.push(
+            answer
+                .header("Set-Cookie")
+                .map(|c| c.split(';').next().unwrap().to_string()),
+        );
+    }
+    assert_eq!(
+        cookies,
+        [
+            Some("slosh_session=00000000000000000000000000000000".to_string()),
+            Some("slosh_session=00000000000000000000000000000001".to_string()),
+            // Served without a session rather than with a bad one.
+            None,
+        ]
+    );
+}
+
+#[test]
 fn a_new_client_gets_a_session_at_max_and_sees_only_new_messages() {
     let clock = Clock::new(Hub::default());
     clock.post_json("t", "1");
