@@ -175,11 +175,13 @@ pub struct ServeOptions {
 }
 
 impl Default for ServeOptions {
+    /// Core's defaults ([`slosh_core::ServeOptions`]), one worker per CPU.
     fn default() -> ServeOptions {
+        let shared = slosh_core::ServeOptions::default();
         ServeOptions {
-            header_timeout: Duration::from_secs(10),
-            max_connections: 16_384,
-            grace: Duration::from_secs(4),
+            header_timeout: shared.header_timeout,
+            max_connections: shared.max_connections,
+            grace: shared.grace,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }

@@ -168,7 +168,7 @@ pub use hub::{Builder, Filter, Hub, Published, Verdict};
 pub use message::{Json, Message};
 pub use name::TopicName;
 pub use route::{Format, Route, Suffix};
-pub use settings::{Mode, Settings};
+pub use settings::{Mode, ServeOptions, Settings};
 pub use socket::{Socket, SocketStep};
 pub use store::{Head, Log, MemoryLog};
 pub use stream::{Chunks, EventStream, StreamStep};

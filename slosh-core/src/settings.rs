@@ -140,6 +140,32 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     number.checked_mul(factor).ok_or_else(bad)
 }
 
+/// How a frontend's own server loop runs (`serve_with` of slosh-hyper,
+/// and of slosh-actix with its worker count beside it): the limits that are
+/// the server's rather than the hub's, with one set of defaults for both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// How long a client may take to send its request head; a slower one is
+    /// disconnected (slowloris).
+    pub header_timeout: Duration,
+    /// Open connections at most. Past it slosh-hyper closes new
+    /// connections at once, so the ones being served keep their share;
+    /// actix stops accepting, so they wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long shutdown waits for open connections before giving up.
+    pub grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            header_timeout: Duration::from_secs(10),
+            max_connections: 16_384,
+            grace: Duration::from_secs(4),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

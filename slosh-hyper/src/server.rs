@@ -20,28 +20,9 @@ use tokio::time::Sleep;
 
 use crate::service::{Connection, Slosh, Tokio};
 
-/// How [`serve_with`] runs the server loop.
-#[derive(Debug, Clone)]
-pub struct ServeOptions {
-    /// How long a client may take to send its request head; a slower one is
-    /// disconnected (slowloris).
-    pub header_timeout: Duration,
-    /// Open connections at most; past it new connections are closed at once
-    /// so the ones being served keep their share.
-    pub max_connections: usize,
-    /// How long shutdown waits for open connections before giving up.
-    pub grace: Duration,
-}
-
-impl Default for ServeOptions {
-    fn default() -> ServeOptions {
-        ServeOptions {
-            header_timeout: Duration::from_secs(10),
-            max_connections: 16_384,
-            grace: Duration::from_secs(4),
-        }
-    }
-}
+/// How [`serve_with`] runs the server loop: core's options, shared with
+/// slosh-actix.
+pub use slosh_core::ServeOptions;
 
 /// Serves `hub` on `listener` with default [`ServeOptions`] until
 /// `shutdown` completes.

@@ -33,23 +33,7 @@ pub fn host_owns_root() -> bool {
 }
 
 /// How the server loop runs, for either frontend.
-#[derive(Debug, Clone)]
-pub struct ServeOptions {
-    pub header_timeout: Duration,
-    pub max_connections: usize,
-    pub grace: Duration,
-}
-
-impl Default for ServeOptions {
-    fn default() -> ServeOptions {
-        let hyper = slosh_hyper::ServeOptions::default();
-        ServeOptions {
-            header_timeout: hyper.header_timeout,
-            max_connections: hyper.max_connections,
-            grace: hyper.grace,
-        }
-    }
-}
+pub use slosh_core::ServeOptions;
 
 /// A running server of either frontend.
 enum Server {
@@ -137,11 +121,6 @@ pub async fn spawn_hub(frontend: Frontend, hub: Hub, options: ServeOptions) -> A
     let server = match frontend {
         Frontend::Hyper => {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let options = slosh_hyper::ServeOptions {
-                header_timeout: options.header_timeout,
-                max_connections: options.max_connections,
-                grace: options.grace,
-            };
             Server::Task(tokio::spawn(slosh_hyper::serve_with(
                 listener,
                 hub.clone(),
