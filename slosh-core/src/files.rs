@@ -35,7 +35,6 @@ use std::sync::OnceLock;
 
 use crate::error::Error;
 use crate::http::{Outcome, Response};
-use crate::hub::Hub;
 
 /// The methods a static path serves, for `Allow`.
 pub const STATIC_METHODS: &str = "GET, HEAD";
@@ -87,7 +86,7 @@ impl StaticRoot {
     }
 
     /// Decides a request for `path` (still percent-encoded) under this root.
-    fn serve(&self, method: &str, path: &str) -> Result<Outcome, Error> {
+    pub(crate) fn serve(&self, method: &str, path: &str) -> Result<Outcome, Error> {
         let with_body = match method {
             "GET" => true,
             "HEAD" => false,
@@ -97,16 +96,6 @@ impl StaticRoot {
         };
         let root = self.canonical().ok_or(Error::NotFound)?;
         resolve(root, path, with_body)
-    }
-}
-
-impl Hub {
-    /// Answers a request outside the hub's own URLs from the static root.
-    pub(crate) fn serve_static(&self, method: &str, path: &str) -> Result<Outcome, Error> {
-        match &self.inner.static_root {
-            Some(root) => root.serve(method, path),
-            None => Err(Error::NotFound),
-        }
     }
 }
 

@@ -1,34 +1,32 @@
-//! The protocol decision layer: a framework-neutral [`Request`] in, an
-//! [`Outcome`] out. Routing, negotiation, cursors, status codes and error
-//! bodies are all decided here, once, so an adapter only converts types and
-//! drives what comes back on its runtime.
+//! The protocol's request and answer types: a framework-neutral
+//! [`Request`] in, an [`Outcome`] out, with the answers' shared shapes
+//! (status, headers, error bodies, CORS) and the parked [`LongPoll`].
+//! [`Hub::handle`](crate::Hub::handle), in `dispatch.rs`, decides which
+//! outcome a request gets, once for every adapter.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::wake::Wake;
 use bytes::Bytes;
 
 use crate::batch::Batch;
 use crate::cursor::Cursor;
-use crate::decode::{self, BodyKind};
 use crate::error::Error;
-use crate::feed::Feed;
 use crate::files::StaticFile;
 use crate::hub::Hub;
-use crate::metrics::SubscriberKind;
-use crate::route::{self, Format, Route, Suffix};
-use crate::session::{self, SessionId};
+use crate::route::Format;
+use crate::session::SessionId;
 use crate::socket::Socket;
 use crate::stream::EventStream;
 use crate::topic::{Subscription, Topic};
+use crate::wake::Wake;
 
 /// `Cache-Control` of every answer that must never be cached.
-const NO_STORE: &str = "no-cache, no-store";
+pub(crate) const NO_STORE: &str = "no-cache, no-store";
 
 /// The methods a topic URL serves, for `Allow`.
-const TOPIC_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+pub(crate) const TOPIC_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 
 /// The longest method name echoed back in a 405.
 const MAX_ECHOED_METHOD: usize = 32;
@@ -139,7 +137,7 @@ impl<'a> Request<'a> {
     }
 
     /// Whether this asks to become a WebSocket (`Upgrade: websocket`).
-    fn wants_websocket(&self) -> bool {
+    pub(crate) fn wants_websocket(&self) -> bool {
         self.upgrade
             .is_some_and(|value| crate::header::lists(value, "websocket"))
     }
@@ -174,7 +172,7 @@ pub struct Response {
 }
 
 impl Response {
-    fn new(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Response {
+    pub(crate) fn new(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Response {
         Response {
             status,
             headers: vec![
@@ -185,7 +183,7 @@ impl Response {
         }
     }
 
-    fn json(status: u16, body: impl Into<Bytes>) -> Response {
+    pub(crate) fn json(status: u16, body: impl Into<Bytes>) -> Response {
         Response::new(status, "application/json", body)
     }
 
@@ -242,231 +240,6 @@ impl Outcome {
     }
 }
 
-impl Hub {
-    /// Decides what to answer to `request` at `now`.
-    pub fn handle(&self, request: Request<'_>, now: Instant) -> Outcome {
-        let cors = self.cors_origin(request.origin);
-        if let (Some(allowed), "OPTIONS") = (&cors, request.method) {
-            // A preflight is answered before routing: it never creates a
-            // topic and needs no valid name to be answered.
-            return Outcome::Respond(preflight(allowed));
-        }
-        let outcome = match self.decide(&request, now) {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                self.inner.metrics.rejected(&error);
-                Outcome::Respond(Response::error(&error))
-            }
-        };
-        match (cors, outcome) {
-            (None, outcome) => outcome,
-            (Some(allowed), Outcome::Respond(mut response)) => {
-                add_cors(&mut response, &allowed);
-                Outcome::Respond(response)
-            }
-            (Some(allowed), Outcome::Park(mut poll)) => {
-                poll.cors = Some(allowed);
-                Outcome::Park(poll)
-            }
-            (Some(allowed), Outcome::Stream(mut stream)) => {
-                stream.cors = Some(allowed);
-                Outcome::Stream(stream)
-            }
-            (Some(allowed), Outcome::File(mut file)) => {
-                file.cors = Some(allowed);
-                Outcome::File(file)
-            }
-            // CORS does not govern WebSockets; the upgrade answer carries
-            // none of its headers.
-            (Some(_), socket @ Outcome::Socket(_)) => socket,
-        }
-    }
-
-    /// The `Access-Control-Allow-Origin` value for a request from `origin`:
-    /// the origin itself when it is listed, `*` when everything is allowed,
-    /// nothing (no CORS header at all) otherwise.
-    fn cors_origin(&self, origin: Option<&str>) -> Option<String> {
-        let allowed = &self.inner.settings.cors_origins;
-        let origin = origin?;
-        if allowed.iter().any(|o| o == origin) {
-            Some(origin.to_string())
-        } else if allowed.iter().any(|o| o == "*") {
-            Some("*".to_string())
-        } else {
-            None
-        }
-    }
-
-    fn decide(&self, request: &Request<'_>, now: Instant) -> Result<Outcome, Error> {
-        let method = request.method;
-        let respond = |response| Ok(Outcome::Respond(response));
-        match route::route(request.path)? {
-            // HEAD is answered as GET: both HTTP libraries keep the
-            // length and drop the body. Health checkers like HEAD.
-            Route::Health => match method {
-                "GET" | "HEAD" => respond(Response::new(200, "text/plain; charset=utf-8", "ok")),
-                _ => Err(not_allowed(method, "GET, HEAD")),
-            },
-            Route::Metrics => match method {
-                "GET" | "HEAD" => respond(Response::new(
-                    200,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    self.inner.metrics.to_prometheus(self.topic_count()),
-                )),
-                _ => Err(not_allowed(method, "GET, HEAD")),
-            },
-            // A static root, when there is one, owns every other path.
-            Route::Elsewhere if self.inner.static_root.is_some() => {
-                self.serve_static(method, request.path)
-            }
-            Route::Elsewhere => match crate::demo::page(request.path) {
-                Some(page) if self.inner.settings.builtin_demo => match method {
-                    "GET" | "HEAD" => respond(Response::new(200, "text/html; charset=utf-8", page)),
-                    _ => Err(not_allowed(method, "GET, HEAD")),
-                },
-                _ => Err(Error::NotFound),
-            },
-            Route::List => match method {
-                "GET" => respond(Response::json(200, self.list().to_string())),
-                "OPTIONS" => respond(options("GET, OPTIONS")),
-                _ => Err(not_allowed(method, "GET, OPTIONS")),
-            },
-            Route::Topic { name, suffix } => match (method, suffix) {
-                ("GET", Suffix::Info) => match self.info(name) {
-                    Some(info) => respond(Response::json(200, info.to_string())),
-                    None => Err(Error::NoSuchTopic(name.to_string())),
-                },
-                ("GET", Suffix::None | Suffix::Json) if request.wants_websocket() => {
-                    self.open_socket(request, name, now)
-                }
-                ("GET", _) => match suffix.format(request.accept) {
-                    Some(Format::Sse) => self.open_stream(request, name, now),
-                    Some(format) => self.long_poll(request, name, format, now),
-                    None => Err(Error::NotFound),
-                },
-                ("POST", Suffix::Info) => Err(not_allowed(method, "GET")),
-                ("POST", _) => {
-                    self.authorize(request)?;
-                    let published = self.publish_body(name, request)?;
-                    respond(Response::json(200, published.to_json()))
-                }
-                ("DELETE", _) => {
-                    self.authorize(request)?;
-                    if self.delete(name) {
-                        respond(Response::json(200, r#"{"ok":true}"#))
-                    } else {
-                        Err(Error::NoSuchTopic(name.to_string()))
-                    }
-                }
-                ("OPTIONS", _) => respond(options(TOPIC_METHODS)),
-                _ => Err(not_allowed(method, TOPIC_METHODS)),
-            },
-        }
-    }
-
-    /// Checks the publish token, comparing in constant time so the time an
-    /// answer takes says nothing about how much of a guess was right.
-    pub(crate) fn authorize(&self, request: &Request<'_>) -> Result<(), Error> {
-        let Some(token) = &self.inner.settings.publish_token else {
-            return Ok(());
-        };
-        // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` and
-        // `BEARER` are the same scheme as `Bearer`.
-        let given = request
-            .authorization
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map_or("", |(_, credentials)| credentials);
-        if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
-            Ok(())
-        } else {
-            Err(Error::Unauthorized)
-        }
-    }
-
-    fn publish_body(
-        &self,
-        name: &str,
-        request: &Request<'_>,
-    ) -> Result<crate::hub::Published, Error> {
-        let limit = self.body_limit();
-        let body: &[u8] = match &request.body {
-            Body::TooLarge => return Err(Error::TooLarge { limit }),
-            Body::Full(bytes) if bytes.len() > limit => return Err(Error::TooLarge { limit }),
-            Body::Full(bytes) => bytes,
-            Body::Empty => &[],
-        };
-        let kind = BodyKind::from_content_type(request.content_type)?;
-        let json = decode::decode_message(kind, body)?;
-        self.publish_accepted(name, json)
-    }
-
-    fn long_poll(
-        &self,
-        request: &Request<'_>,
-        name: &str,
-        format: Format,
-        now: Instant,
-    ) -> Result<Outcome, Error> {
-        let n = request.cursor_param()?;
-        if self.is_shutting_down() {
-            return Err(Error::ShuttingDown);
-        }
-        let subscription = self.subscribe(name, SubscriberKind::LongPoll)?;
-        let cookie = session::find_cookie(&request.cookies);
-        let begun = self
-            .inner
-            .sessions
-            .begin(cookie, subscription.topic(), n, now);
-        let mut poll = LongPoll {
-            hub: self.clone(),
-            subscription,
-            cursor: begun.cursor,
-            format,
-            session: begun.session,
-            new_session: begun.new,
-            deadline: self.inner.settings.poll_timeout.map(|t| now + t),
-            answered: false,
-            checked: false,
-            cors: None,
-        };
-        // Answer at once when something is buffered; the subscription is
-        // dropped with the poll, so an immediate answer never counts as a
-        // parked subscriber afterwards.
-        let batch = Batch::read(poll.topic().log.as_ref(), poll.cursor);
-        if batch.messages.is_empty() {
-            poll.checked = true;
-            Ok(Outcome::Park(poll))
-        } else {
-            Ok(Outcome::Respond(poll.answer(batch, now)))
-        }
-    }
-
-    fn open_stream(
-        &self,
-        request: &Request<'_>,
-        name: &str,
-        now: Instant,
-    ) -> Result<Outcome, Error> {
-        // Last-Event-ID wins over `n`: it is where the browser really is.
-        let resume = match request.last_event_id {
-            Some(id) => Some(Cursor::parse(id.trim()).map_err(Error::BadLastEventId)?),
-            None => request.cursor_param()?,
-        };
-        if self.is_shutting_down() {
-            return Err(Error::ShuttingDown);
-        }
-        if request.last_event_id.is_some() && self.inner.gone.contains(name) {
-            // A browser reconnecting to a topic that was deleted or expired:
-            // 204 is what makes an EventSource stop for good.
-            return Ok(Outcome::Respond(no_content()));
-        }
-        let subscription = self.subscribe(name, SubscriberKind::Sse)?;
-        let feed = Feed::open(self, subscription, SubscriberKind::Sse, resume, now);
-        Ok(Outcome::Stream(EventStream::new(feed)))
-    }
-}
-
 pub(crate) fn not_allowed(method: &str, allow: &'static str) -> Error {
     Error::MethodNotAllowed {
         method: method.chars().take(MAX_ECHOED_METHOD).collect(),
@@ -490,7 +263,7 @@ pub(crate) fn add_cors(response: &mut Response, allowed: &str) {
 }
 
 /// The answer to a CORS preflight from an allowed origin.
-fn preflight(allowed: &str) -> Response {
+pub(crate) fn preflight(allowed: &str) -> Response {
     let mut response = options(TOPIC_METHODS);
     add_cors(&mut response, allowed);
     response
@@ -507,13 +280,13 @@ fn preflight(allowed: &str) -> Response {
 }
 
 /// `204` with no body, still marked uncacheable.
-fn no_content() -> Response {
+pub(crate) fn no_content() -> Response {
     let mut response = Response::new(204, "text/plain", Bytes::new());
     response.headers.retain(|(name, _)| *name != "Content-Type");
     response
 }
 
-fn options(allow: &'static str) -> Response {
+pub(crate) fn options(allow: &'static str) -> Response {
     let mut response = no_content();
     response.headers.push(("Allow", allow.into()));
     response
@@ -524,7 +297,7 @@ fn options(allow: &'static str) -> Response {
 /// `given` holds, the differences are OR-ed together with no branch on
 /// them, and `black_box` keeps the optimizer from turning the loop into one
 /// that stops at the first difference.
-fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
     let mut diff = u8::from(given.len() != expected.len());
     for (i, e) in expected.iter().enumerate() {
         diff |= e ^ given.get(i).copied().unwrap_or(!e);
@@ -540,20 +313,20 @@ fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
 /// client going away: it stops counting as a subscriber at once, and its
 /// session keeps the cursor it had.
 pub struct LongPoll {
-    hub: Hub,
-    subscription: Subscription,
-    cursor: Cursor,
-    format: Format,
-    session: Option<SessionId>,
-    new_session: bool,
-    deadline: Option<Instant>,
-    answered: bool,
+    pub(crate) hub: Hub,
+    pub(crate) subscription: Subscription,
+    pub(crate) cursor: Cursor,
+    pub(crate) format: Format,
+    pub(crate) session: Option<SessionId>,
+    pub(crate) new_session: bool,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) answered: bool,
     /// The log was read and had nothing for this poll an instant ago (at
     /// parking), so the next [`poll`](Self::poll) can start by listening:
     /// a long-poll delivery is then one read fewer.
-    checked: bool,
+    pub(crate) checked: bool,
     /// The allowed CORS origin to answer with, if any.
-    cors: Option<String>,
+    pub(crate) cors: Option<String>,
 }
 
 impl std::fmt::Debug for LongPoll {
@@ -567,7 +340,7 @@ impl std::fmt::Debug for LongPoll {
 }
 
 impl LongPoll {
-    fn topic(&self) -> &Arc<Topic> {
+    pub(crate) fn topic(&self) -> &Arc<Topic> {
         self.subscription.topic()
     }
 
@@ -613,7 +386,7 @@ impl LongPoll {
         None
     }
 
-    fn answer(&mut self, batch: Batch, now: Instant) -> Response {
+    pub(crate) fn answer(&mut self, batch: Batch, now: Instant) -> Response {
         if let Some(id) = self.session {
             if !self.answered {
                 self.hub

@@ -56,9 +56,11 @@
 //!   expiry.
 //! - [`header`]: [`header::lists`], the one reading of a comma-separated
 //!   header list, for core and every frontend.
-//! - [`http`]: the protocol decision layer: a framework-neutral [`Request`]
+//! - `dispatch`: [`Hub::handle`], the one place every request is routed
+//!   and its [`Outcome`] decided (topics, streams, sockets, static files).
+//! - [`http`]: the types of that decision: a framework-neutral [`Request`]
 //!   in, an [`Outcome`] out: an immediate [`Response`], a parked
-//!   [`LongPoll`], an [`EventStream`], or a [`StaticFile`].
+//!   [`LongPoll`], an [`EventStream`], a [`Socket`] or a [`StaticFile`].
 //! - [`error`]: [`Error`], every refusal with its HTTP status and a message a
 //!   person can act on.
 //! - [`metrics`]: the counters behind `/metrics`.
@@ -135,6 +137,7 @@ pub mod batch;
 pub mod cursor;
 mod decode;
 mod demo;
+mod dispatch;
 pub mod driver;
 pub mod error;
 pub mod feed;

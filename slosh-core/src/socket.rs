@@ -23,9 +23,8 @@ use crate::cursor::Cursor;
 use crate::decode::{self, BodyKind};
 use crate::error::Error;
 use crate::feed::{EndReason, Feed, FeedStep, Stall};
-use crate::http::{Outcome, Request, Response};
+use crate::http::{Request, Response};
 use crate::hub::Hub;
-use crate::metrics::SubscriberKind;
 use crate::name::TopicName;
 
 /// Close code 1001: the topic or the server is going away.
@@ -82,14 +81,14 @@ pub enum SocketStep {
 
 /// A WebSocket subscription and publisher on one topic.
 pub struct Socket {
-    feed: Feed,
-    hub: Hub,
-    name: TopicName,
+    pub(crate) feed: Feed,
+    pub(crate) hub: Hub,
+    pub(crate) name: TopicName,
     /// Whether the upgrade request carried the publish token (or none is
     /// needed): without it the socket may subscribe but not publish.
-    may_publish: bool,
+    pub(crate) may_publish: bool,
     /// `Sec-WebSocket-Key`, for the adapter's handshake answer.
-    key: String,
+    pub(crate) key: String,
 }
 
 impl std::fmt::Debug for Socket {
@@ -102,38 +101,10 @@ impl std::fmt::Debug for Socket {
     }
 }
 
-impl Hub {
-    /// Accepts a WebSocket upgrade on topic `name`, or refuses it with the
-    /// status an ordinary GET would get.
-    pub(crate) fn open_socket(
-        &self,
-        request: &Request<'_>,
-        name: &str,
-        now: Instant,
-    ) -> Result<Outcome, Error> {
-        let key = check_handshake(request)?.to_string();
-        let resume = request.cursor_param()?;
-        if self.is_shutting_down() {
-            return Err(Error::ShuttingDown);
-        }
-        let may_publish = self.authorize(request).is_ok();
-        let subscription = self.subscribe(name, SubscriberKind::WebSocket)?;
-        let name = subscription.topic().name.clone();
-        let feed = Feed::open(self, subscription, SubscriberKind::WebSocket, resume, now);
-        Ok(Outcome::Socket(Socket {
-            feed,
-            hub: self.clone(),
-            name,
-            may_publish,
-            key,
-        }))
-    }
-}
-
 /// RFC 6455 section 4.2.1's rules for the opening handshake, checked here so
 /// every adapter accepts and refuses the same requests (a WebSocket library
 /// behind an adapter may check less, or more). Returns the key.
-fn check_handshake<'a>(request: &Request<'a>) -> Result<&'a str, Error> {
+pub(crate) fn check_handshake<'a>(request: &Request<'a>) -> Result<&'a str, Error> {
     let lists = |value: Option<&str>, token: &str| {
         value.is_some_and(|value| crate::header::lists(value, token))
     };

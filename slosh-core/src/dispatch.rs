@@ -1,0 +1,283 @@
+//! The request dispatch of [`Hub`]: [`Hub::handle`] routes a framework-
+//! neutral [`Request`] and decides its [`Outcome`]: an answer now, a parked
+//! long-poll, an event stream, a WebSocket, or a static file. Every branch
+//! of that decision is here; the rules each branch applies live in their
+//! own modules (cursors, sessions, decoding, encodings, files).
+
+use std::time::Instant;
+
+use crate::batch::Batch;
+use crate::cursor::Cursor;
+use crate::decode::{self, BodyKind};
+use crate::error::Error;
+use crate::feed::Feed;
+use crate::http::*;
+use crate::hub::Hub;
+use crate::metrics::SubscriberKind;
+use crate::route::{self, Format, Route, Suffix};
+use crate::session::{self};
+use crate::socket::{check_handshake, Socket};
+use crate::stream::EventStream;
+
+impl Hub {
+    /// Decides what to answer to `request` at `now`.
+    pub fn handle(&self, request: Request<'_>, now: Instant) -> Outcome {
+        let cors = self.cors_origin(request.origin);
+        if let (Some(allowed), "OPTIONS") = (&cors, request.method) {
+            // A preflight is answered before routing: it never creates a
+            // topic and needs no valid name to be answered.
+            return Outcome::Respond(preflight(allowed));
+        }
+        let outcome = match self.decide(&request, now) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                self.inner.metrics.rejected(&error);
+                Outcome::Respond(Response::error(&error))
+            }
+        };
+        match (cors, outcome) {
+            (None, outcome) => outcome,
+            (Some(allowed), Outcome::Respond(mut response)) => {
+                add_cors(&mut response, &allowed);
+                Outcome::Respond(response)
+            }
+            (Some(allowed), Outcome::Park(mut poll)) => {
+                poll.cors = Some(allowed);
+                Outcome::Park(poll)
+            }
+            (Some(allowed), Outcome::Stream(mut stream)) => {
+                stream.cors = Some(allowed);
+                Outcome::Stream(stream)
+            }
+            (Some(allowed), Outcome::File(mut file)) => {
+                file.cors = Some(allowed);
+                Outcome::File(file)
+            }
+            // CORS does not govern WebSockets; the upgrade answer carries
+            // none of its headers.
+            (Some(_), socket @ Outcome::Socket(_)) => socket,
+        }
+    }
+
+    /// The `Access-Control-Allow-Origin` value for a request from `origin`:
+    /// the origin itself when it is listed, `*` when everything is allowed,
+    /// nothing (no CORS header at all) otherwise.
+    fn cors_origin(&self, origin: Option<&str>) -> Option<String> {
+        let allowed = &self.inner.settings.cors_origins;
+        let origin = origin?;
+        if allowed.iter().any(|o| o == origin) {
+            Some(origin.to_string())
+        } else if allowed.iter().any(|o| o == "*") {
+            Some("*".to_string())
+        } else {
+            None
+        }
+    }
+
+    fn decide(&self, request: &Request<'_>, now: Instant) -> Result<Outcome, Error> {
+        let method = request.method;
+        let respond = |response| Ok(Outcome::Respond(response));
+        match route::route(request.path)? {
+            // HEAD is answered as GET: both HTTP libraries keep the
+            // length and drop the body. Health checkers like HEAD.
+            Route::Health => match method {
+                "GET" | "HEAD" => respond(Response::new(200, "text/plain; charset=utf-8", "ok")),
+                _ => Err(not_allowed(method, "GET, HEAD")),
+            },
+            Route::Metrics => match method {
+                "GET" | "HEAD" => respond(Response::new(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    self.inner.metrics.to_prometheus(self.topic_count()),
+                )),
+                _ => Err(not_allowed(method, "GET, HEAD")),
+            },
+            // A static root, when there is one, owns every other path.
+            Route::Elsewhere if self.inner.static_root.is_some() => {
+                self.serve_static(method, request.path)
+            }
+            Route::Elsewhere => match crate::demo::page(request.path) {
+                Some(page) if self.inner.settings.builtin_demo => match method {
+                    "GET" | "HEAD" => respond(Response::new(200, "text/html; charset=utf-8", page)),
+                    _ => Err(not_allowed(method, "GET, HEAD")),
+                },
+                _ => Err(Error::NotFound),
+            },
+            Route::List => match method {
+                "GET" => respond(Response::json(200, self.list().to_string())),
+                "OPTIONS" => respond(options("GET, OPTIONS")),
+                _ => Err(not_allowed(method, "GET, OPTIONS")),
+            },
+            Route::Topic { name, suffix } => match (method, suffix) {
+                ("GET", Suffix::Info) => match self.info(name) {
+                    Some(info) => respond(Response::json(200, info.to_string())),
+                    None => Err(Error::NoSuchTopic(name.to_string())),
+                },
+                ("GET", Suffix::None | Suffix::Json) if request.wants_websocket() => {
+                    self.open_socket(request, name, now)
+                }
+                ("GET", _) => match suffix.format(request.accept) {
+                    Some(Format::Sse) => self.open_stream(request, name, now),
+                    Some(format) => self.long_poll(request, name, format, now),
+                    None => Err(Error::NotFound),
+                },
+                ("POST", Suffix::Info) => Err(not_allowed(method, "GET")),
+                ("POST", _) => {
+                    self.authorize(request)?;
+                    let published = self.publish_body(name, request)?;
+                    respond(Response::json(200, published.to_json()))
+                }
+                ("DELETE", _) => {
+                    self.authorize(request)?;
+                    if self.delete(name) {
+                        respond(Response::json(200, r#"{"ok":true}"#))
+                    } else {
+                        Err(Error::NoSuchTopic(name.to_string()))
+                    }
+                }
+                ("OPTIONS", _) => respond(options(TOPIC_METHODS)),
+                _ => Err(not_allowed(method, TOPIC_METHODS)),
+            },
+        }
+    }
+
+    /// Checks the publish token, comparing in constant time so the time an
+    /// answer takes says nothing about how much of a guess was right.
+    pub(crate) fn authorize(&self, request: &Request<'_>) -> Result<(), Error> {
+        let Some(token) = &self.inner.settings.publish_token else {
+            return Ok(());
+        };
+        // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` and
+        // `BEARER` are the same scheme as `Bearer`.
+        let given = request
+            .authorization
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, credentials)| credentials);
+        if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(Error::Unauthorized)
+        }
+    }
+
+    fn publish_body(
+        &self,
+        name: &str,
+        request: &Request<'_>,
+    ) -> Result<crate::hub::Published, Error> {
+        let limit = self.body_limit();
+        let body: &[u8] = match &request.body {
+            Body::TooLarge => return Err(Error::TooLarge { limit }),
+            Body::Full(bytes) if bytes.len() > limit => return Err(Error::TooLarge { limit }),
+            Body::Full(bytes) => bytes,
+            Body::Empty => &[],
+        };
+        let kind = BodyKind::from_content_type(request.content_type)?;
+        let json = decode::decode_message(kind, body)?;
+        self.publish_accepted(name, json)
+    }
+
+    fn long_poll(
+        &self,
+        request: &Request<'_>,
+        name: &str,
+        format: Format,
+        now: Instant,
+    ) -> Result<Outcome, Error> {
+        let n = request.cursor_param()?;
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        let subscription = self.subscribe(name, SubscriberKind::LongPoll)?;
+        let cookie = session::find_cookie(&request.cookies);
+        let begun = self
+            .inner
+            .sessions
+            .begin(cookie, subscription.topic(), n, now);
+        let mut poll = LongPoll {
+            hub: self.clone(),
+            subscription,
+            cursor: begun.cursor,
+            format,
+            session: begun.session,
+            new_session: begun.new,
+            deadline: self.inner.settings.poll_timeout.map(|t| now + t),
+            answered: false,
+            checked: false,
+            cors: None,
+        };
+        // Answer at once when something is buffered; the subscription is
+        // dropped with the poll, so an immediate answer never counts as a
+        // parked subscriber afterwards.
+        let batch = Batch::read(poll.topic().log.as_ref(), poll.cursor);
+        if batch.messages.is_empty() {
+            poll.checked = true;
+            Ok(Outcome::Park(poll))
+        } else {
+            Ok(Outcome::Respond(poll.answer(batch, now)))
+        }
+    }
+
+    fn open_stream(
+        &self,
+        request: &Request<'_>,
+        name: &str,
+        now: Instant,
+    ) -> Result<Outcome, Error> {
+        // Last-Event-ID wins over `n`: it is where the browser really is.
+        let resume = match request.last_event_id {
+            Some(id) => Some(Cursor::parse(id.trim()).map_err(Error::BadLastEventId)?),
+            None => request.cursor_param()?,
+        };
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        if request.last_event_id.is_some() && self.inner.gone.contains(name) {
+            // A browser reconnecting to a topic that was deleted or expired:
+            // 204 is what makes an EventSource stop for good.
+            return Ok(Outcome::Respond(no_content()));
+        }
+        let subscription = self.subscribe(name, SubscriberKind::Sse)?;
+        let feed = Feed::open(self, subscription, SubscriberKind::Sse, resume, now);
+        Ok(Outcome::Stream(EventStream::new(feed)))
+    }
+}
+
+impl Hub {
+    /// Accepts a WebSocket upgrade on topic `name`, or refuses it with the
+    /// status an ordinary GET would get.
+    pub(crate) fn open_socket(
+        &self,
+        request: &Request<'_>,
+        name: &str,
+        now: Instant,
+    ) -> Result<Outcome, Error> {
+        let key = check_handshake(request)?.to_string();
+        let resume = request.cursor_param()?;
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        let may_publish = self.authorize(request).is_ok();
+        let subscription = self.subscribe(name, SubscriberKind::WebSocket)?;
+        let name = subscription.topic().name.clone();
+        let feed = Feed::open(self, subscription, SubscriberKind::WebSocket, resume, now);
+        Ok(Outcome::Socket(Socket {
+            feed,
+            hub: self.clone(),
+            name,
+            may_publish,
+            key,
+        }))
+    }
+}
+
+impl Hub {
+    /// Answers a request outside the hub's own URLs from the static root.
+    pub(crate) fn serve_static(&self, method: &str, path: &str) -> Result<Outcome, Error> {
+        match &self.inner.static_root {
+            Some(root) => root.serve(method, path),
+            None => Err(Error::NotFound),
+        }
+    }
+}
