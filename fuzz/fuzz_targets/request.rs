@@ -296,7 +296,7 @@ fuzz_target!(|input: Input| {
             (Some(body), false) => Body::Full(bytes::Bytes::copy_from_slice(body)),
             (None, false) => Body::Empty,
         };
-        match hub.handle(request, now) {
+        match hub.handle(request, now).resolved() {
             Outcome::Respond(response) => check_response(&response),
             Outcome::Park(poll) => live.push(Live::Poll(poll)),
             Outcome::Stream(stream) => {
@@ -326,6 +326,7 @@ fuzz_target!(|input: Input| {
                 );
                 check_response(&file.gone());
             }
+            Outcome::Lookup(_) => panic!("resolved() left a lookup unmade"),
         }
         if let Some(tick) = ticks.next() {
             now += Duration::from_millis(u64::from(*tick) * 20);

@@ -294,6 +294,15 @@ async fn handle(request: HttpRequest, payload: web::Payload, hub: web::Data<Hub>
             builder(&head).streaming(SseBody::new(stream))
         }
         Outcome::File(file) => send_file(file),
+        // The file system calls run on actix's blocking pool.
+        Outcome::Lookup(lookup) => match web::block(move || lookup.run()).await {
+            Ok(Ok(file)) => send_file(file),
+            Ok(Err(response)) => whole(response),
+            // The pool is gone: the server is shutting down.
+            Err(_) => whole(slosh_core::Response::error(
+                &slosh_core::Error::ShuttingDown,
+            )),
+        },
         Outcome::Socket(socket) => match upgrade {
             Some(payload) => websocket::answer(socket, &request, payload),
             // Core read an upgrade where actix did not (a chunked body, a

@@ -30,33 +30,15 @@ impl Hub {
         }
         let outcome = match self.decide(&request, now) {
             Ok(outcome) => outcome,
-            Err(error) => {
-                self.inner.metrics.rejected(&error);
-                Outcome::Respond(Response::error(&error))
-            }
+            Err(error) => self.refuse(&error),
         };
-        match (cors, outcome) {
-            (None, outcome) => outcome,
-            (Some(allowed), Outcome::Respond(mut response)) => {
-                add_cors(&mut response, &allowed);
-                Outcome::Respond(response)
-            }
-            (Some(allowed), Outcome::Park(mut poll)) => {
-                poll.cors = Some(allowed);
-                Outcome::Park(poll)
-            }
-            (Some(allowed), Outcome::Stream(mut stream)) => {
-                stream.cors = Some(allowed);
-                Outcome::Stream(stream)
-            }
-            (Some(allowed), Outcome::File(mut file)) => {
-                file.cors = Some(allowed);
-                Outcome::File(file)
-            }
-            // CORS does not govern WebSockets; the upgrade answer carries
-            // none of its headers.
-            (Some(_), socket @ Outcome::Socket(_)) => socket,
-        }
+        with_cors(cors, outcome)
+    }
+
+    /// The answer to a refused request, counted.
+    pub(crate) fn refuse(&self, error: &Error) -> Outcome {
+        self.inner.metrics.rejected(error);
+        Outcome::Respond(Response::error(error))
     }
 
     /// The `Access-Control-Allow-Origin` value for a request from `origin`:
@@ -273,11 +255,46 @@ impl Hub {
 }
 
 impl Hub {
-    /// Answers a request outside the hub's own URLs from the static root.
+    /// Answers a request outside the hub's own URLs from the static root:
+    /// the method is checked now, the file system is left to
+    /// [`Lookup::run`](crate::files::Lookup::run), off the runtime thread.
     pub(crate) fn serve_static(&self, method: &str, path: &str) -> Result<Outcome, Error> {
-        match &self.inner.static_root {
-            Some(root) => root.serve(method, path),
-            None => Err(Error::NotFound),
+        let with_body = crate::files::with_body(method)?;
+        Ok(Outcome::Lookup(crate::files::Lookup::new(
+            self.clone(),
+            path,
+            with_body,
+        )))
+    }
+}
+
+/// `outcome` answering an allowed origin `cors`: its CORS headers, now or
+/// when the answer is made.
+pub(crate) fn with_cors(cors: Option<String>, outcome: Outcome) -> Outcome {
+    match (cors, outcome) {
+        (None, outcome) => outcome,
+        (Some(allowed), Outcome::Respond(mut response)) => {
+            add_cors(&mut response, &allowed);
+            Outcome::Respond(response)
         }
+        (Some(allowed), Outcome::Park(mut poll)) => {
+            poll.cors = Some(allowed);
+            Outcome::Park(poll)
+        }
+        (Some(allowed), Outcome::Stream(mut stream)) => {
+            stream.cors = Some(allowed);
+            Outcome::Stream(stream)
+        }
+        (Some(allowed), Outcome::File(mut file)) => {
+            file.cors = Some(allowed);
+            Outcome::File(file)
+        }
+        (Some(allowed), Outcome::Lookup(mut lookup)) => {
+            lookup.cors = Some(allowed);
+            Outcome::Lookup(lookup)
+        }
+        // CORS does not govern WebSockets; the upgrade answer carries
+        // none of its headers.
+        (Some(_), socket @ Outcome::Socket(_)) => socket,
     }
 }

@@ -35,6 +35,7 @@ use std::sync::OnceLock;
 
 use crate::error::Error;
 use crate::http::{Outcome, Response};
+use crate::hub::Hub;
 
 /// The methods a static path serves, for `Allow`.
 pub const STATIC_METHODS: &str = "GET, HEAD";
@@ -86,16 +87,72 @@ impl StaticRoot {
     }
 
     /// Decides a request for `path` (still percent-encoded) under this root.
+    #[cfg(test)]
     pub(crate) fn serve(&self, method: &str, path: &str) -> Result<Outcome, Error> {
-        let with_body = match method {
-            "GET" => true,
-            "HEAD" => false,
-            // Decided before the path is looked at, so a POST learns
-            // nothing about which files exist.
-            _ => return Err(crate::http::not_allowed(method, STATIC_METHODS)),
-        };
+        self.look_up(path, with_body(method)?)
+    }
+
+    /// Looks `path` up under this root: the file system calls.
+    fn look_up(&self, path: &str, with_body: bool) -> Result<Outcome, Error> {
         let root = self.canonical().ok_or(Error::NotFound)?;
         resolve(root, path, with_body)
+    }
+}
+
+/// Whether a static answer to `method` has a body (`GET`) or not
+/// (`HEAD`); any other method is refused before the path is looked at, so
+/// a POST learns nothing about which files exist.
+pub(crate) fn with_body(method: &str) -> Result<bool, Error> {
+    match method {
+        "GET" => Ok(true),
+        "HEAD" => Ok(false),
+        _ => Err(crate::http::not_allowed(method, STATIC_METHODS)),
+    }
+}
+
+/// A request for a static file whose lookup is still to be made.
+///
+/// Looking a path up means `canonicalize` and `metadata` calls, which can
+/// block on a slow or network file system; [`Hub::handle`] never makes
+/// them. The adapter runs [`Lookup::run`] on a blocking pool (tokio's
+/// `spawn_blocking`, actix's `web::block`).
+#[derive(Debug)]
+pub struct Lookup {
+    hub: Hub,
+    path: String,
+    with_body: bool,
+    pub(crate) cors: Option<String>,
+}
+
+impl Lookup {
+    pub(crate) fn new(hub: Hub, path: &str, with_body: bool) -> Lookup {
+        Lookup {
+            hub,
+            path: path.to_string(),
+            with_body,
+            cors: None,
+        }
+    }
+
+    /// Makes the lookup (this blocks on the file system): the file to send,
+    /// or the answer instead (a redirect, or a refusal, counted as any
+    /// other).
+    pub fn run(self) -> Result<StaticFile, Response> {
+        let found = match &self.hub.inner.static_root {
+            Some(root) => root.look_up(&self.path, self.with_body),
+            None => Err(Error::NotFound),
+        };
+        let outcome = match found {
+            Ok(outcome) => outcome,
+            Err(error) => self.hub.refuse(&error),
+        };
+        match crate::dispatch::with_cors(self.cors, outcome) {
+            Outcome::File(file) => Ok(file),
+            Outcome::Respond(response) => Err(response),
+            // `resolve` gives only those two; anything else is a bug here,
+            // answered rather than panicked on.
+            _ => Err(Response::error(&Error::NotFound)),
+        }
     }
 }
 

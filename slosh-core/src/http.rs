@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crate::batch::Batch;
 use crate::cursor::Cursor;
 use crate::error::Error;
-use crate::files::StaticFile;
+use crate::files::{Lookup, StaticFile};
 use crate::hub::Hub;
 use crate::route::Format;
 use crate::session::SessionId;
@@ -225,6 +225,11 @@ pub enum Outcome {
     /// file at [`StaticFile::path`] in chunks; if it cannot be opened,
     /// send [`StaticFile::gone`] instead.
     File(StaticFile),
+    /// A static file still to be looked up: run [`Lookup::run`] where
+    /// blocking on the file system is fine (not on a runtime thread), then
+    /// send the file or the answer it gives as for [`Outcome::File`] and
+    /// [`Outcome::Respond`].
+    Lookup(Lookup),
     /// Answer [`Socket::head`] and upgrade to a WebSocket driven by
     /// [`Socket::poll`] and [`Socket::receive_text`].
     Socket(Socket),
@@ -233,9 +238,21 @@ pub enum Outcome {
 impl Outcome {
     /// The immediate response, if this is one (handy in tests).
     pub fn into_response(self) -> Option<Response> {
-        match self {
+        match self.resolved() {
             Outcome::Respond(response) => Some(response),
             _ => None,
+        }
+    }
+
+    /// This outcome with a [`Outcome::Lookup`] run here and now, on the
+    /// calling thread: for tests and for callers that may block.
+    pub fn resolved(self) -> Outcome {
+        match self {
+            Outcome::Lookup(lookup) => match lookup.run() {
+                Ok(file) => Outcome::File(file),
+                Err(response) => Outcome::Respond(response),
+            },
+            other => other,
         }
     }
 }

@@ -88,6 +88,9 @@
 //!   [`Socket::receive_text`] (sending back the error frame it may return),
 //!   and drain [`Socket::poll`] as for a stream: frames, pings at the
 //!   heartbeat, and a close code at the end.
+//! - [`Outcome::Lookup`]: a [`Lookup`], a static file still to be looked
+//!   up. Run [`Lookup::run`] off the runtime thread (it calls the file
+//!   system), then send the [`StaticFile`] or the [`Response`] it gives.
 //! - [`Outcome::File`]: a [`StaticFile`]. Send [`StaticFile::head`], then
 //!   (unless it is a `HEAD`) the file's bytes in chunks of
 //!   [`files::CHUNK_SIZE`]; if it can no longer be opened, send
@@ -165,7 +168,7 @@ pub use decode::{BodyKind, DecodeError};
 pub use driver::{Pull, Timer};
 pub use error::Error;
 pub use feed::{EndReason, Stall};
-pub use files::StaticFile;
+pub use files::{Lookup, StaticFile};
 pub use http::{Body, LongPoll, Outcome, Request, Response};
 pub use hub::{Builder, Filter, Hub, Published, Verdict};
 pub use message::{Json, Message};

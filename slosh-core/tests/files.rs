@@ -250,7 +250,7 @@ fn no_path_resolves_outside_the_root() {
         .run(
             &(path(&tree.base), prop_oneof![Just("GET"), Just("HEAD")]),
             |(path, method)| {
-                match hub.handle(Request::new(method, &path), now) {
+                match hub.handle(Request::new(method, &path), now).resolved() {
                     Outcome::File(file) => {
                         served.set(served.get() + 1);
                         prop_assert!(file.path().starts_with(&root), "{path} -> {file:?}");
@@ -325,7 +325,10 @@ fn each_secret_is_404_by_every_spelling_that_names_it() {
         "/..∕outside.txt".to_string(),
         "/..\0/outside.txt".to_string(),
     ] {
-        let response = match hub.handle(Request::new("GET", &path), Instant::now()) {
+        let response = match hub
+            .handle(Request::new("GET", &path), Instant::now())
+            .resolved()
+        {
             Outcome::Respond(response) => response,
             other => panic!("{path}: {other:?}"),
         };
@@ -334,7 +337,8 @@ fn each_secret_is_404_by_every_spelling_that_names_it() {
     // And the tree is what the test thinks: the same file is served by a
     // symlink that stays inside.
     assert!(matches!(
-        hub.handle(Request::new("GET", "/in/b.css"), Instant::now()),
+        hub.handle(Request::new("GET", "/in/b.css"), Instant::now())
+            .resolved(),
         Outcome::File(_)
     ));
 }
@@ -350,7 +354,7 @@ fn a_static_file_carries_cors_headers_for_an_allowed_origin() {
         })
         .build();
     let request = Request::new("GET", "/a.txt").with_header("Origin", "https://app.example");
-    let file = match hub.handle(request, Instant::now()) {
+    let file = match hub.handle(request, Instant::now()).resolved() {
         Outcome::File(file) => file,
         other => panic!("{other:?}"),
     };

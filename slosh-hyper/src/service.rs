@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use slosh_core::driver;
-use slosh_core::{Hub, LongPoll, Outcome, StaticFile};
+use slosh_core::{Hub, LongPoll, Lookup, Outcome, StaticFile};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
 
@@ -160,6 +160,7 @@ impl Slosh {
                 }
             }
             Outcome::File(file) => Next::File(file),
+            Outcome::Lookup(lookup) => Next::Lookup(lookup),
         }
     }
 }
@@ -180,6 +181,23 @@ pub(crate) fn respond(next: Next, clock: Option<Clock>) -> ServiceFuture {
         Next::Stream(response) => Box::pin(std::future::ready(Ok(response))),
         Next::Park(poll) => Box::pin(park(poll, clock)),
         Next::File(file) => Box::pin(async move { Ok(send_file(file, clock).await) }),
+        Next::Lookup(lookup) => Box::pin(async move {
+            // The file system calls run on tokio's blocking pool, not here.
+            match tokio::task::spawn_blocking(move || lookup.run()).await {
+                Ok(Ok(file)) => Ok(send_file(file, clock).await),
+                Ok(Err(response)) => {
+                    clock::answered(clock.as_ref());
+                    Ok(whole(response))
+                }
+                // Cancelled: the runtime is shutting down.
+                Err(_) => {
+                    clock::answered(clock.as_ref());
+                    Ok(whole(slosh_core::Response::error(
+                        &slosh_core::Error::ShuttingDown,
+                    )))
+                }
+            }
+        }),
         // The connection task takes the connection from hyper, dropping
         // this future with it.
         Next::HandedOff => Box::pin(std::future::pending()),
@@ -197,6 +215,8 @@ pub(crate) enum Next {
     Park(LongPoll),
     /// A static file to open.
     File(StaticFile),
+    /// A static file to look up off the runtime thread.
+    Lookup(Lookup),
     /// An event stream left in the connection's handoff slot.
     HandedOff,
 }
