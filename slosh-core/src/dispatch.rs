@@ -11,11 +11,14 @@ use crate::cursor::Cursor;
 use crate::decode::{self, BodyKind};
 use crate::error::Error;
 use crate::feed::Feed;
-use crate::http::*;
+use crate::http::{
+    add_cors, constant_time_eq, no_content, not_allowed, options, preflight, Body, LongPoll,
+    Outcome, Request, Response, TOPIC_METHODS,
+};
 use crate::hub::Hub;
 use crate::metrics::SubscriberKind;
 use crate::route::{self, Format, Route, Suffix};
-use crate::session::{self};
+use crate::session;
 use crate::socket::{check_handshake, Socket};
 use crate::stream::EventStream;
 
@@ -224,9 +227,7 @@ impl Hub {
         let feed = Feed::open(self, subscription, SubscriberKind::Sse, resume, now);
         Ok(Outcome::Stream(EventStream::new(feed)))
     }
-}
 
-impl Hub {
     /// Accepts a WebSocket upgrade on topic `name`, or refuses it with the
     /// status an ordinary GET would get.
     pub(crate) fn open_socket(
@@ -252,9 +253,7 @@ impl Hub {
             key,
         }))
     }
-}
 
-impl Hub {
     /// Answers a request outside the hub's own URLs from the static root:
     /// the method is checked now, the file system is left to
     /// [`Lookup::run`](crate::files::Lookup::run), off the runtime thread.

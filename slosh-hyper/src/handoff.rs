@@ -185,7 +185,7 @@ fn head(stream: &EventStream) -> Vec<u8> {
         // the wire is dropped.
         if let (Ok(name), Some(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
-            crate::header_value(value),
+            crate::convert::header_value(value),
         ) {
             out.extend_from_slice(name.as_str().as_bytes());
             out.extend_from_slice(b": ");

@@ -174,7 +174,5 @@ pub use server::{serve, serve_with, sweep, ServeOptions};
 pub use service::Slosh;
 pub use slosh_core;
 
-pub(crate) use convert::header_value;
-
 /// The response body type: a whole answer or an event stream.
 pub type Body = BoxBody<Bytes, Infallible>;

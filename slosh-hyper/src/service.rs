@@ -183,20 +183,14 @@ pub(crate) fn respond(next: Next, clock: Option<Clock>) -> ServiceFuture {
         Next::File(file) => Box::pin(async move { Ok(send_file(file, clock).await) }),
         Next::Lookup(lookup) => Box::pin(async move {
             // The file system calls run on tokio's blocking pool, not here.
-            match tokio::task::spawn_blocking(move || lookup.run()).await {
-                Ok(Ok(file)) => Ok(send_file(file, clock).await),
-                Ok(Err(response)) => {
-                    clock::answered(clock.as_ref());
-                    Ok(whole(response))
-                }
+            let response = match tokio::task::spawn_blocking(move || lookup.run()).await {
+                Ok(Ok(file)) => return Ok(send_file(file, clock).await),
+                Ok(Err(response)) => response,
                 // Cancelled: the runtime is shutting down.
-                Err(_) => {
-                    clock::answered(clock.as_ref());
-                    Ok(whole(slosh_core::Response::error(
-                        &slosh_core::Error::ShuttingDown,
-                    )))
-                }
-            }
+                Err(_) => slosh_core::Response::error(&slosh_core::Error::ShuttingDown),
+            };
+            clock::answered(clock.as_ref());
+            Ok(whole(response))
         }),
         // The connection task takes the connection from hyper, dropping
         // this future with it.
