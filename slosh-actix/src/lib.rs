@@ -120,9 +120,9 @@ use actix_web::rt::time::{sleep_until, Sleep};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpResponseBuilder, HttpServer};
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
-use slosh_core::driver::{self, Pull, Timer};
+use slosh_core::driver::{self, Pull, StallWatch, Timer};
 use slosh_core::files::CHUNK_SIZE;
-use slosh_core::{EventStream, Hub, Outcome, Stall, StaticFile, Wake};
+use slosh_core::{EventStream, Hub, Outcome, Stall, StaticFile};
 
 pub use slosh_core;
 
@@ -341,7 +341,7 @@ async fn read_body(payload: &mut web::Payload, limit: usize) -> Result<slosh_cor
 
 /// actix's timer (tokio's, underneath), for core's drivers.
 #[derive(Clone, Copy, Debug)]
-struct Rt;
+pub(crate) struct Rt;
 
 impl Timer for Rt {
     type Sleep = Sleep;
@@ -444,16 +444,9 @@ impl Drop for SseBody {
 /// Ends `stream` when core says its subscriber is over without it being
 /// polled (too slow, topic gone, shutdown).
 async fn watch_stall(stall: Stall, stream: Weak<Mutex<Option<EventStream>>>) {
-    loop {
-        match stall.check() {
-            Wake::Ready(_) => {
-                if let Some(stream) = stream.upgrade() {
-                    drop(lock(&stream).take());
-                }
-                return;
-            }
-            Wake::Wait(listener) => listener.await,
-        }
+    StallWatch::new(stall).await;
+    if let Some(stream) = stream.upgrade() {
+        drop(lock(&stream).take());
     }
 }
 

@@ -2,8 +2,10 @@
 //! `{"id":N,"data":MSG}` text frames, and a publisher of the text frames its
 //! client sends. The adapter does the handshake and the framing; every
 //! decision (acceptance, what a frame publishes, errors, keepalive, closing
-//! and its code) is made here, in the quinn style: the adapter feeds inputs
-//! in ([`Socket::receive_text`]) and drains outputs ([`Socket::poll`]).
+//! and its code) is made here, in the quinn style: inputs are fed in
+//! ([`Socket::receive_text`]) and outputs drained ([`Socket::poll`]) by
+//! [`driver::websocket::run`](crate::driver::websocket::run), the one loop
+//! every frontend runs over its WebSocket library.
 //!
 //! **URL.** An upgrade on `GET /topics/NAME` or `/topics/NAME.json` is a
 //! socket; on any other suffix the `Upgrade` header is ignored and the GET
@@ -30,13 +32,13 @@ use crate::name::TopicName;
 /// Close code 1001: the topic or the server is going away.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
-/// How long a close frame may take to go out before an adapter drops the
+/// How long a close frame may take to go out before the driver drops the
 /// connection anyway: a client that does not read never takes it.
 pub const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Frames an adapter queues for its client (error replies, pongs) past
-/// which it reads no more frames from it, so a client that sends without
-/// reading cannot grow the queue.
+/// Frames queued for a client (error replies, pongs) past which the driver
+/// reads no more frames from it, so a client that sends without reading
+/// cannot grow the queue.
 pub const MAX_QUEUED: usize = 32;
 /// Close code 1009: a frame larger than the socket accepts.
 pub const CLOSE_TOO_BIG: u16 = 1009;

@@ -4,9 +4,10 @@
 //! full is not polled at all, and core's unsent check in
 //! [`EventStream::poll`](slosh_core::EventStream::poll) would never run.
 //! [`Guarded`] wraps the connection's socket: when a write would block it
-//! also watches the stream's [`Stall`], and fails the write once core says
-//! the subscriber is over, which makes hyper drop the connection. A write
-//! that goes through costs one branch; only a blocked one looks at core.
+//! polls core's [`StallWatch`] of the stream, and fails the write once core
+//! says the subscriber is over, which makes hyper drop the connection. A
+//! write that goes through costs one branch; only a blocked one looks at
+//! core.
 
 use std::future::Future;
 use std::io;
@@ -14,7 +15,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use slosh_core::{EventListener, Stall, Wake};
+use slosh_core::driver::StallWatch;
+use slosh_core::Stall;
 
 use crate::clock::Clock;
 
@@ -55,8 +57,8 @@ impl StallSlot {
 pub(crate) struct Guarded<T> {
     io: T,
     slot: StallSlot,
-    /// Woken by a publish (or delete, or shutdown) while a write is blocked.
-    listener: Option<EventListener>,
+    /// Core's watch of the current stream, kept while a write is blocked.
+    watch: Option<StallWatch>,
     /// The connection's clock, told when a write blocks and when it goes
     /// through again: an answer still going out to a slow reader is not
     /// cut off by the head timeout.
@@ -70,7 +72,7 @@ impl<T> Guarded<T> {
         Guarded {
             io,
             slot,
-            listener: None,
+            watch: None,
             clock,
             blocked: false,
         }
@@ -102,30 +104,23 @@ impl<T> Guarded<T> {
     /// Stops watching: the stream ended.
     pub(crate) fn unwatch(&mut self) {
         self.slot.clear();
-        self.listener = None;
+        self.watch = None;
     }
 
-    /// Called when a write would block: registers for the next publish, or
-    /// fails if the subscriber is already over.
+    /// Called when a write would block: fails if core says the subscriber
+    /// is over, else leaves the watch registered for the next publish.
     fn blocked(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        loop {
-            if let Some(listener) = &mut self.listener {
-                if Pin::new(listener).poll(cx).is_pending() {
-                    return Ok(());
-                }
-                self.listener = None;
-            }
-            let Some(stall) = self.slot.get() else {
-                return Ok(());
-            };
-            match stall.check() {
-                Wake::Ready(reason) => {
-                    return Err(io::Error::other(format!(
-                        "event stream ended while its reader was not reading: {reason:?}"
-                    )))
-                }
-                Wake::Wait(listener) => self.listener = Some(listener),
-            }
+        if self.watch.is_none() {
+            self.watch = self.slot.get().map(StallWatch::new);
+        }
+        let Some(watch) = &mut self.watch else {
+            return Ok(());
+        };
+        match Pin::new(watch).poll(cx) {
+            Poll::Pending => Ok(()),
+            Poll::Ready(reason) => Err(io::Error::other(format!(
+                "event stream ended while its reader was not reading: {reason:?}"
+            ))),
         }
     }
 
@@ -144,7 +139,7 @@ impl<T> Guarded<T> {
             }
             ready => {
                 self.progress(false);
-                self.listener = None;
+                self.watch = None;
                 ready
             }
         }

@@ -9,7 +9,9 @@ use slosh_core::Settings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -320,4 +322,96 @@ async fn a_clients_close_is_answered_with_a_close_frame() {
         matches!(reply, Some(Ok(Message::Close(_))) | None),
         "{reply:?}"
     );
+}
+
+/// A client's close is echoed with the client's code, as RFC 6455 5.5.1
+/// suggests; on actix core answers it, on hyper tungstenite does.
+#[tokio::test]
+async fn a_clients_close_is_echoed_with_its_code() {
+    let app = spawn_app().await;
+    let mut ws = connect(&app, "/topics/bye", &[]).await;
+    ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::Library(4001),
+        reason: "done here".into(),
+    })))
+    .await
+    .unwrap();
+    assert_eq!(close_code(&mut ws).await, CloseCode::Library(4001));
+}
+
+/// A ping is answered with a pong carrying its payload, on either frontend
+/// (actix-ws leaves pings to core; tungstenite answers them itself).
+#[tokio::test]
+async fn a_ping_is_answered_with_its_payload() {
+    let app = spawn_app().await;
+    let mut ws = connect(&app, "/topics/p", &[]).await;
+    ws.send(Message::Ping(b"are you there"[..].into()))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Pong(payload))) => return payload,
+                Some(Ok(_)) => {}
+                other => panic!("the socket ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a pong within 10 s");
+    assert_eq!(&pong[..], b"are you there");
+}
+
+/// A text message sent in three fragments is published once, whole.
+#[tokio::test]
+async fn a_fragmented_message_is_published_once_whole() {
+    let app = spawn_app().await;
+    let mut ws = connect(&app, "/topics/frag", &[]).await;
+    let pieces = [
+        ("{\"a\":", OpCode::Data(Data::Text), false),
+        ("[1,2", OpCode::Data(Data::Continue), false),
+        ("]}", OpCode::Data(Data::Continue), true),
+    ];
+    for (piece, opcode, last) in pieces {
+        ws.send(Message::Frame(Frame::message(piece, opcode, last)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        next_frame(&mut ws).await,
+        json!({"id": 1, "data": {"a": [1, 2]}})
+    );
+    assert_eq!(app.hub.info("frag").unwrap()["max"], 1);
+}
+
+/// Fragments whose sum passes the read limit close the socket 1009 before
+/// the message is buffered whole, as one frame that large would.
+#[tokio::test]
+async fn fragments_past_the_read_limit_close_1009() {
+    let app = spawn_app_with(Settings {
+        max_message: 1024,
+        ..Settings::default()
+    })
+    .await;
+    let mut ws = connect(&app, "/topics/frag", &[]).await;
+    let piece = "x".repeat(4096);
+    ws.send(Message::Frame(Frame::message(
+        format!("\"{piece}"),
+        OpCode::Data(Data::Text),
+        false,
+    )))
+    .await
+    .unwrap();
+    for _ in 0..4 {
+        // The server may close while the rest is still being sent.
+        let _ = ws
+            .send(Message::Frame(Frame::message(
+                piece.clone(),
+                OpCode::Data(Data::Continue),
+                false,
+            )))
+            .await;
+    }
+    assert_eq!(close_code(&mut ws).await, CloseCode::Size);
+    assert_eq!(app.hub.info("frag").unwrap()["max"], 0, "nothing stored");
 }

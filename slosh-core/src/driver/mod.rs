@@ -1,7 +1,9 @@
 //! The waits every frontend runs, written once: a parked long-poll's race
 //! between its topic and its deadline ([`park`]), an SSE stream pulled a
-//! piece at a time with its heartbeats ([`Pull`]), and the sweeper's
-//! schedule ([`sweep`]).
+//! piece at a time with its heartbeats ([`Pull`]), the slow-reader watch a
+//! blocked writer keeps ([`StallWatch`]), a WebSocket's whole loop
+//! ([`websocket::run`]: queue bound, ping/pong, fragments, close echo and
+//! grace) and the sweeper's schedule ([`sweep`]).
 //!
 //! None of them needs a runtime. Time comes in through [`Timer`], which an
 //! adapter implements over its own sleep (tokio's, actix's, or a
@@ -19,6 +21,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use event_listener::EventListener;
 
+use crate::feed::{EndReason, Stall};
 use crate::http::{LongPoll, Response};
 use crate::hub::Hub;
 use crate::stream::StreamStep;
@@ -70,12 +73,67 @@ pub async fn park<T: Timer>(mut poll: LongPoll, timer: T) -> Response {
     }
 }
 
+pub mod websocket;
+
 /// Runs [`Hub::sweep`] whenever the hub asks, for ever: idle topics and
 /// expired sessions go away. An adapter spawns it once per hub.
 pub async fn sweep<T: Timer>(hub: Hub, timer: T) {
     loop {
         let next = hub.sweep(Instant::now());
         timer.sleep_until(next).await;
+    }
+}
+
+/// Resolves when core says a subscriber whose writes are blocked is over
+/// (too far behind for `max_unsent`, its topic gone, shutdown), re-checked
+/// on every publish to its topic.
+///
+/// This is the one slow-reader rule: a frontend whose writes block stops
+/// polling the stream's body, so something else must watch. Each adapter
+/// polls a `StallWatch` wherever it learns that a write blocked (slosh-hyper
+/// in its socket wrapper, slosh-actix in a task beside the body, both
+/// WebSocket loops through [`websocket::run`]) and closes the connection
+/// when it resolves. Poll it only while a write is blocked, and not again
+/// once it resolved: the check itself drops a slow subscriber.
+#[derive(Debug)]
+pub struct StallWatch {
+    stall: Stall,
+    listener: Option<EventListener>,
+}
+
+impl StallWatch {
+    /// A watch of `stall`, registered on its topic at its first poll.
+    pub fn new(stall: Stall) -> StallWatch {
+        StallWatch {
+            stall,
+            listener: None,
+        }
+    }
+
+    /// Forgets the topic's listener: the write went through, so publishes
+    /// need not wake this watch until a write blocks again.
+    pub fn relax(&mut self) {
+        self.listener = None;
+    }
+}
+
+impl Future for StallWatch {
+    type Output = EndReason;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<EndReason> {
+        let this = self.get_mut();
+        loop {
+            if let Some(listener) = &mut this.listener {
+                if Pin::new(listener).poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.listener = None;
+            }
+            match this.stall.check() {
+                Wake::Ready(reason) => return Poll::Ready(reason),
+                Wake::Wait(listener) => this.listener = Some(listener),
+            }
+        }
     }
 }
 
@@ -150,7 +208,7 @@ impl<T: Timer> std::fmt::Debug for Pull<T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
@@ -164,9 +222,9 @@ mod tests {
     /// which counts how many it made: enough to drive the futures here by
     /// hand without a runtime.
     #[derive(Clone, Default)]
-    struct WallTimer(Arc<AtomicUsize>);
+    pub(super) struct WallTimer(pub(super) Arc<AtomicUsize>);
 
-    struct WallSleep(Instant);
+    pub(super) struct WallSleep(Instant);
 
     impl Future for WallSleep {
         type Output = ();
@@ -189,7 +247,7 @@ mod tests {
 
     /// Counts wakes, so a test sees that a listener woke the future.
     #[derive(Default)]
-    struct Count(AtomicUsize);
+    pub(super) struct Count(pub(super) AtomicUsize);
 
     impl TaskWake for Count {
         fn wake(self: Arc<Self>) {
@@ -197,7 +255,7 @@ mod tests {
         }
     }
 
-    fn poll_once<F: Future>(future: Pin<&mut F>, waker: &Waker) -> Poll<F::Output> {
+    pub(super) fn poll_once<F: Future>(future: Pin<&mut F>, waker: &Waker) -> Poll<F::Output> {
         future.poll(&mut Context::from_waker(waker))
     }
 
