@@ -23,12 +23,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use slosh_client::{batch, sse};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::load::events::EventParser;
 use crate::load::http::{BodyDecoder, Connection};
 use crate::load::target::Endpoint;
 use crate::load::{LoadError, Run};
@@ -807,15 +807,6 @@ async fn within<T>(
     }
 }
 
-/// slosh's long-poll answer.
-#[derive(serde::Deserialize)]
-struct Batch {
-    max: u64,
-    saw: u64,
-    delivering: u64,
-    res: Vec<serde_json::Value>,
-}
-
 /// Long-polls `topic` from `cursor` (or as a new client, which the server
 /// gives a session) until `until`, calling `see` for every seq.
 async fn long_poll(
@@ -841,15 +832,15 @@ async fn long_poll(
         if response.head.status != 200 {
             return Err(LoadError::Status(response.head.status));
         }
-        let batch: Batch = serde_json::from_slice(&response.body)
+        let batch = batch::json::<serde_json::Value>(&response.body)
             .map_err(|e| LoadError::Protocol(format!("long-poll answer: {e}")))?;
-        if batch.saw > batch.delivering {
+        if batch.missed() > 0 {
             return Err(LoadError::Protocol(format!(
                 "{} messages fell out of the buffer",
-                batch.saw - batch.delivering
+                batch.missed()
             )));
         }
-        for message in &batch.res {
+        for message in &batch.messages {
             match seq_of(message) {
                 Some(seq) => see(seq),
                 None if is_churners(message) => {}
@@ -883,15 +874,15 @@ async fn sse(
     if head.status != 200 {
         return Err(LoadError::Status(head.status));
     }
-    let mut decoder = BodyDecoder::new(head.body);
-    let mut parser = EventParser::new();
+    let mut decoder = BodyDecoder::new(head.framing);
+    let mut parser = sse::Parser::new(crate::load::MAX_EVENT);
     let mut bytes = Vec::with_capacity(4096);
     loop {
         bytes.clear();
         let ended = within(until, conn.stream_body(&mut decoder, &mut bytes)).await?;
         let mut bad = None;
         parser.feed(&bytes, |event| {
-            if event.event == "gap" {
+            if event.kind == "gap" {
                 bad = Some("a gap event".to_string());
                 return;
             }

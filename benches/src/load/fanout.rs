@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use slosh_client::{batch, sse};
 use tokio::sync::{watch, Notify, Semaphore};
 
-use super::events::EventParser;
 use super::histogram::Histogram;
 use super::http::{BodyDecoder, Connection};
 use super::{round, CursorStyle, Endpoint, Latency, LoadError, Run, Stamp};
@@ -789,14 +789,14 @@ async fn sse_subscriber(
     if head.status != 200 {
         return Err(LoadError::Status(head.status));
     }
-    let mut decoder = BodyDecoder::new(head.body);
-    let mut parser = EventParser::new();
+    let mut decoder = BodyDecoder::new(head.framing);
+    let mut parser = sse::Parser::new(super::MAX_EVENT);
     let mut bytes = Vec::with_capacity(4096);
     loop {
         bytes.clear();
         let ended = conn.stream_body(&mut decoder, &mut bytes).await?;
         parser.feed(&bytes, |event| {
-            if event.event == "gap" {
+            if event.kind == "gap" {
                 // slosh's `data: {"missed":K}`: loss the server owned up to.
                 let missed = serde_json::from_slice::<serde_json::Value>(&event.data)
                     .ok()
@@ -816,15 +816,6 @@ async fn sse_subscriber(
             return Err(LoadError::Closed);
         }
     }
-}
-
-/// slosh's long-poll answer.
-#[derive(serde::Deserialize)]
-struct Batch {
-    max: u64,
-    saw: u64,
-    delivering: u64,
-    res: Vec<Stamp>,
 }
 
 async fn long_poll_subscriber(
@@ -864,22 +855,20 @@ async fn long_poll_subscriber(
         let response = conn.read_response().await?;
         let status = response.head.status;
         match style {
-            CursorStyle::Slosh if status == 200 => {
-                match serde_json::from_slice::<Batch>(&response.body) {
-                    Ok(batch) => {
-                        tally.visible_loss += batch.saw.saturating_sub(batch.delivering);
-                        for stamp in batch.res {
-                            tally.stamp(shared, stamp);
-                        }
-                        cursor = batch.max;
+            CursorStyle::Slosh if status == 200 => match batch::json::<Stamp>(&response.body) {
+                Ok(batch) => {
+                    tally.visible_loss += batch.missed();
+                    for stamp in batch.messages {
+                        tally.stamp(shared, stamp);
                     }
-                    Err(_) => tally.errors += 1,
+                    cursor = batch.max;
                 }
-            }
+                Err(_) => tally.errors += 1,
+            },
             CursorStyle::Nchan if status == 200 => {
                 tally.record(shared, &response.body);
-                last_modified = response.head.last_modified.clone();
-                etag = response.head.etag.clone();
+                last_modified = response.head.header("last-modified").map(str::to_string);
+                etag = response.head.header("etag").map(str::to_string);
             }
             // Nchan's answers to a long-poll that timed out.
             CursorStyle::Nchan if status == 304 || status == 408 => {}
