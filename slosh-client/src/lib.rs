@@ -30,6 +30,10 @@
 //!   the server; the conformance suite writes bytes by hand, because some
 //!   of its requests are deliberately malformed. Three needs, three
 //!   transports; the parsing behind them is one.
+//! - *The frontends' byte-for-byte comparison* (`conformance/tests/
+//!   compare.rs`) splits heads itself: it compares the status line and
+//!   header lines exactly as sent, which a parser exists to normalize away.
+//!   Its chunked bodies are undone with [`http::dechunk`].
 //! - *WebSocket framing.* Every client that reads frames (the soak, the
 //!   conformance suite) already shares one implementation, tungstenite.
 //!   The load generator's idle sockets send a fixed handshake and never
