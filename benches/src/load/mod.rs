@@ -5,9 +5,10 @@
 //!
 //! - [`target`]: URL templates, the cursor style, and the rule that only
 //!   127.0.0.0/8 is ever a target.
-//! - [`http`]: a minimal HTTP/1.1 client over one tokio socket (`httparse`
-//!   for heads, chunked decoding, bounded buffers).
-//! - [`events`]: incremental Server-Sent Events parsing.
+//! - [`http`]: a minimal HTTP/1.1 client over one tokio socket, reading
+//!   answers with `slosh-client`'s head parser and body decoder (as it
+//!   reads SSE with `slosh-client`'s event parser and long-poll batches with
+//!   its batch parser), bounded buffers.
 //! - [`histogram`]: fixed-size latency histogram.
 //! - [`server`]: CPU and RSS of the server process from `/proc`.
 //! - [`publish`]: the `publish` scenario.
@@ -19,7 +20,6 @@
 //! duration or message count): when it passes, the scenario stops and
 //! reports what it has, with `timed_out: true`.
 
-pub mod events;
 pub mod fanout;
 pub mod histogram;
 pub mod http;
@@ -40,6 +40,10 @@ pub use target::{CursorStyle, Endpoint, Target};
 /// Connections per loopback source address before the next one is used:
 /// each source address has its own ~28 000 ephemeral ports.
 pub const CONNECTIONS_PER_SOURCE: usize = 10_000;
+
+/// The largest SSE event a load client reads: load messages are tiny, so
+/// anything near this is a server gone wrong.
+pub const MAX_EVENT: usize = 1024 * 1024;
 
 /// What can go wrong driving load.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +69,18 @@ pub enum LoadError {
     /// An unexpected status.
     #[error("status {0}")]
     Status(u16),
+}
+
+impl From<slosh_client::http::HttpError> for LoadError {
+    fn from(error: slosh_client::http::HttpError) -> LoadError {
+        LoadError::Protocol(error.to_string())
+    }
+}
+
+impl From<slosh_client::sse::TooLarge> for LoadError {
+    fn from(error: slosh_client::sse::TooLarge) -> LoadError {
+        LoadError::Protocol(format!("SSE: {error}"))
+    }
 }
 
 /// Settings shared by every scenario.

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use slosh_client::http::{self, BodyDecoder, Framing, Keep};
 use slosh_core::{Hub, Settings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -193,7 +194,7 @@ impl Client {
         stream.write_all(body).await.unwrap();
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.unwrap();
-        parse(&raw)
+        parse_answer(&raw, method == "HEAD")
     }
 
     /// Sends a bodyless request and returns the answer's raw bytes (for
@@ -276,53 +277,51 @@ impl Drop for App {
     }
 }
 
-/// Parses a whole HTTP/1.1 answer (Content-Length or chunked).
+/// Parses a whole HTTP/1.1 answer, read to its end, with the head parser
+/// and body decoder every slosh client uses (`slosh-client`): the body
+/// must end where its framing says, with nothing after it.
 pub fn parse(raw: &[u8]) -> Answer {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(raw)));
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let rest = &raw[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap();
-    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .map(|line| {
-            let (name, value) = line.split_once(':').unwrap();
-            (name.trim().to_string(), value.trim().to_string())
-        })
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked {
-        String::from_utf8_lossy(&dechunk(rest)).into_owned()
+    parse_answer(raw, false)
+}
+
+/// [`parse`], for the answer to a `HEAD` request when `head_only`: its
+/// framing describes the body a GET would get, and nothing may follow the
+/// head.
+pub fn parse_answer(raw: &[u8], head_only: bool) -> Answer {
+    let shown = || String::from_utf8_lossy(raw).into_owned();
+    let (head, used) = http::parse_head(raw, Keep::All)
+        .unwrap_or_else(|e| panic!("{e} in {:?}", shown()))
+        .unwrap_or_else(|| panic!("no head in {:?}", shown()));
+    let rest = &raw[used..];
+    let body = if head_only {
+        rest.to_vec()
     } else {
-        String::from_utf8_lossy(rest).into_owned()
+        let mut body = Vec::new();
+        let mut decoder = BodyDecoder::new(head.framing);
+        let progress = decoder
+            .decode(rest, &mut body)
+            .unwrap_or_else(|e| panic!("{e} in {:?}", shown()));
+        let complete = progress.done || head.framing == Framing::UntilClose;
+        assert!(complete, "the body was cut short: {:?}", shown());
+        assert_eq!(
+            progress.used,
+            rest.len(),
+            "bytes after the answer: {:?}",
+            shown()
+        );
+        body
     };
     Answer {
-        status,
-        headers,
-        body,
+        status: head.status,
+        headers: head.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
 
-/// Undoes chunked transfer coding, by byte counts (chunk extensions
-/// after `;` ignored), up to the last chunk.
-pub fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size_text = std::str::from_utf8(&rest[..line_end]).unwrap();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
-    }
-    out
+/// Undoes chunked transfer coding, up to the last chunk.
+#[allow(dead_code)] // compare.rs reads streams whole with it
+pub fn dechunk(body: &[u8]) -> Vec<u8> {
+    http::dechunk(body).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(body)))
 }
 
 /// Reads from `stream` until `needle` has been seen (or 5 s pass).

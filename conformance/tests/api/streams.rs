@@ -1,7 +1,10 @@
 //! Server-Sent Events over a real socket.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
+use slosh_client::http::{self, BodyDecoder, Framing, Keep};
+use slosh_client::sse;
 use slosh_core::metrics::SubscriberKind;
 use slosh_core::Settings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -89,13 +92,16 @@ async fn a_closed_stream_stops_counting_as_a_subscriber() {
     app.wait_for_subscribers("gone", 0).await;
 }
 
-/// An SSE reader that undoes chunked encoding and splits events, for tests
-/// that read far more than `read_until` should search.
+/// An SSE reader for tests that read far more than `read_until` should
+/// search: the head, chunked encoding and events are read with the parsers
+/// every slosh client uses (`slosh-client`).
 struct Events {
     stream: tokio::net::TcpStream,
     raw: Vec<u8>,
-    body: Vec<u8>,
-    head_read: bool,
+    /// The body's decoder, once the head is read.
+    body: Option<BodyDecoder>,
+    parser: sse::Parser,
+    ready: VecDeque<Event>,
 }
 
 /// One SSE event: its id (if any) and its data line.
@@ -110,31 +116,17 @@ impl Events {
         Events {
             stream: app.open(target, &[]).await,
             raw: Vec::new(),
-            body: Vec::new(),
-            head_read: false,
+            body: None,
+            parser: sse::Parser::new(64 * 1024),
+            ready: VecDeque::new(),
         }
     }
 
     /// The next event carrying data (`retry:` and `: ping` are skipped).
     async fn next(&mut self) -> Event {
         loop {
-            if let Some(end) = find(&self.body, b"\n\n") {
-                let text = String::from_utf8(self.body.drain(..end + 2).collect()).unwrap();
-                let mut event = Event {
-                    id: None,
-                    data: String::new(),
-                };
-                for line in text.lines() {
-                    if let Some(id) = line.strip_prefix("id: ") {
-                        event.id = Some(id.parse().unwrap());
-                    } else if let Some(data) = line.strip_prefix("data: ") {
-                        event.data = data.to_string();
-                    }
-                }
-                if !event.data.is_empty() {
-                    return event;
-                }
-                continue;
+            if let Some(event) = self.ready.pop_front() {
+                return event;
             }
             let mut buf = vec![0u8; 64 * 1024];
             let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut buf))
@@ -143,28 +135,37 @@ impl Events {
                 .unwrap();
             assert!(n > 0, "the stream closed");
             self.raw.extend_from_slice(&buf[..n]);
-            self.dechunk();
+            self.decode();
         }
     }
 
-    fn dechunk(&mut self) {
-        if !self.head_read {
-            let Some(end) = find(&self.raw, b"\r\n\r\n") else {
+    fn decode(&mut self) {
+        if self.body.is_none() {
+            let Some((head, used)) = http::parse_head(&self.raw, Keep::FramingOnly).unwrap() else {
                 return;
             };
-            self.raw.drain(..end + 4);
-            self.head_read = true;
+            self.raw.drain(..used);
+            self.body = Some(BodyDecoder::new(head.framing));
         }
-        while let Some(line) = find(&self.raw, b"\r\n") {
-            let size = std::str::from_utf8(&self.raw[..line]).unwrap();
-            let size = usize::from_str_radix(size.trim(), 16).unwrap();
-            let start = line + 2;
-            if self.raw.len() < start + size + 2 {
-                return;
-            }
-            self.body.extend_from_slice(&self.raw[start..start + size]);
-            self.raw.drain(..start + size + 2);
-        }
+        let (Some(body), parser, ready) = (self.body.as_mut(), &mut self.parser, &mut self.ready)
+        else {
+            return;
+        };
+        let progress = body
+            .decode_pieces(&self.raw, |piece| {
+                parser
+                    .feed(piece, |event| {
+                        if !event.data.is_empty() {
+                            ready.push_back(Event {
+                                id: event.id.as_ref().map(|id| id.parse().unwrap()),
+                                data: event.text().into_owned(),
+                            });
+                        }
+                    })
+                    .unwrap()
+            })
+            .unwrap();
+        self.raw.drain(..progress.used);
     }
 }
 
@@ -275,15 +276,14 @@ async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
         );
         raw.push(byte[0]);
     }
+    let length = match http::parse_head(&raw, Keep::FramingOnly).unwrap() {
+        Some((head, _)) => match head.framing {
+            Framing::Length(length) => length,
+            _ => 0,
+        },
+        None => unreachable!("the head ended"),
+    };
     let head = String::from_utf8(raw).unwrap();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap())
-        })
-        .unwrap_or(0);
     let mut body = vec![0u8; length];
     stream.read_exact(&mut body).await.unwrap();
     head + &String::from_utf8_lossy(&body)

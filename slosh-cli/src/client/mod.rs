@@ -5,9 +5,11 @@
 //!   here; put a TLS proxy in front of a remote hub, or run a local one).
 //! - `http`: hyper's client connection, each failure sorted by whether the
 //!   request may have reached the server; every answer read with a bound.
-//! - `sse`: the event-stream parser, bounded per event.
 //! - `subscribe`: a subscription over SSE or long-poll that reconnects with
-//!   backoff and resumes after the last message it handed out.
+//!   backoff and resumes after the last message it handed out. It reads
+//!   with `slosh-client`'s SSE parser (bounded per event by `--max-body`)
+//!   and batch parsers, the ones the load generator and the conformance
+//!   suite use.
 //! - `publish`, `watch`, `reflect`: the verbs; `filter` is reflect's
 //!   `--filter` language; `notice` the stderr lines and the backoff.
 //!
@@ -19,7 +21,6 @@ mod http;
 mod notice;
 mod publish;
 mod reflect;
-mod sse;
 mod subscribe;
 mod target;
 mod watch;

@@ -189,7 +189,7 @@ impl Destination {
         }
         let batch = parse_json_batch(&answer.body).map_err(|why| format!("{target}: {why}"))?;
         let ours = serde_json::from_slice::<serde_json::Value>(body).ok();
-        let first = batch.max + 1 - batch.messages.len() as u64;
+        let first = batch.first_id();
         for (at, message) in batch.messages.iter().enumerate().rev() {
             let same = match &ours {
                 Some(ours) => serde_json::from_str::<serde_json::Value>(message)

@@ -2,7 +2,7 @@
 //! reconnecting with backoff and resuming after the last message it
 //! handed out, saying on stderr what happens to it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,8 +12,9 @@ use hyper::{Method, StatusCode};
 use serde_json::value::RawValue;
 
 use super::http::{self, Client, Failure, SMALL_BODY};
+use slosh_client::{batch, sse};
+
 use super::notice::{seconds, Backoff, Notices};
-use super::sse;
 use super::target::Target;
 
 /// A stream or a poll that brings nothing at all for this long is taken
@@ -309,7 +310,10 @@ impl Subscription {
             let Ok(data) = frame.into_data() else {
                 continue; // trailers
             };
-            if let Err(sse::TooLarge(limit)) = stream.parser.feed(&data, &mut events) {
+            let fed = stream
+                .parser
+                .feed(&data, |event| events.push(event.clone()));
+            if let Err(sse::TooLarge(limit)) = fed {
                 return Some(Outcome::Fatal(format!(
                     "the server sent an event over {limit} bytes: raise --max-body to read it"
                 )));
@@ -329,7 +333,7 @@ impl Subscription {
                     stream.newest = id;
                     self.pending.push_back(Item::Message {
                         id,
-                        data: one_line(&event.data),
+                        data: one_line(&event.text()),
                     });
                 }
                 "gap" => self.gap(missed_of(&event.data)),
@@ -382,12 +386,12 @@ impl Subscription {
         if missed > 0 {
             self.gap(Some(missed));
         }
+        let max = batch.max;
         // The answer holds the newest messages, up to max.
-        let first = batch.max + 1 - count;
-        for (id, data) in (first..).zip(batch.messages) {
+        for (id, data) in batch.with_ids() {
             self.pending.push_back(Item::Message { id, data });
         }
-        self.cursor = Some(batch.max);
+        self.cursor = Some(max);
         None
     }
 
@@ -425,8 +429,8 @@ fn refusal(status: StatusCode, text: &str) -> Outcome {
 }
 
 /// `K` of a gap event's `{"missed":K}`.
-fn missed_of(data: &str) -> Option<u64> {
-    serde_json::from_str::<serde_json::Value>(data)
+fn missed_of(data: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<serde_json::Value>(data)
         .ok()?
         .get("missed")?
         .as_u64()
@@ -442,114 +446,40 @@ fn one_line(text: &str) -> String {
     }
 }
 
-/// A long-poll answer.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Batch {
-    /// The topic's newest id.
-    pub(crate) max: u64,
-    /// Messages published after the cursor.
-    pub(crate) saw: u64,
-    /// Each message on one line, oldest first; the last one is `max`.
-    pub(crate) messages: Vec<String>,
-}
+/// A long-poll answer, each message on one line as [`Item::Message`]
+/// hands it out.
+pub(crate) type Batch = batch::Batch<String>;
 
-impl Batch {
-    fn checked(self) -> Result<Batch, String> {
-        if self.messages.len() as u64 > self.max {
-            return Err(format!(
-                "the answer carries {} messages but says max={}: not a slosh topic?",
-                self.messages.len(),
-                self.max
-            ));
-        }
-        Ok(self)
-    }
-}
-
-/// `{"max":4,"saw":3,"delivering":3,"res":[MSG,…]}`, each message kept as
-/// the server wrote it.
+/// A JSON batch (parsed by `slosh-client`), each message kept as the
+/// server wrote it, on one line.
 pub(crate) fn parse_json_batch(body: &[u8]) -> Result<Batch, String> {
-    let not_a_batch = || "the answer is not a slosh long-poll batch".to_string();
-    let fields: HashMap<String, Box<RawValue>> =
-        serde_json::from_slice(body).map_err(|_| not_a_batch())?;
-    let number = |name: &str| -> Result<u64, String> {
-        fields
-            .get(name)
-            .and_then(|raw| raw.get().parse::<u64>().ok())
-            .ok_or_else(not_a_batch)
-    };
-    let messages: Vec<Box<RawValue>> = fields
-        .get("res")
-        .and_then(|raw| serde_json::from_str(raw.get()).ok())
-        .ok_or_else(not_a_batch)?;
-    Batch {
-        max: number("max")?,
-        saw: number("saw")?,
-        messages: messages.iter().map(|raw| one_line(raw.get())).collect(),
-    }
-    .checked()
+    let parsed = batch::json::<&RawValue>(body).map_err(|why| why.to_string())?;
+    Ok(Batch {
+        max: parsed.max,
+        saw: parsed.saw,
+        delivering: parsed.delivering,
+        messages: parsed
+            .messages
+            .iter()
+            .map(|raw| one_line(raw.get()))
+            .collect(),
+    })
 }
 
-/// `<res max=".." saw=".." delivering=".."><p>…</p>…</res>`: each `<p>`
-/// element as the server wrote it, its line breaks written as character
-/// references so it stays one line and means the same.
+/// An XML batch (parsed by `slosh-client`): each `<p>` element as the
+/// server wrote it, on one line.
 fn parse_xml_batch(body: &[u8]) -> Result<Batch, String> {
-    use quick_xml::events::Event;
-
-    let text = std::str::from_utf8(body).map_err(|_| "the XML answer is not UTF-8".to_string())?;
-    let bad = |why: &dyn std::fmt::Display| format!("the answer is not a slosh XML batch: {why}");
-    let mut reader = quick_xml::Reader::from_str(text);
-    let mut depth = 0usize;
-    let mut max = None;
-    let mut saw = None;
-    let mut start = 0usize;
-    let mut messages = Vec::new();
-    loop {
-        let before = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
-        let event = reader.read_event().map_err(|error| bad(&error))?;
-        let after = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
-        match event {
-            Event::Start(element) if depth == 0 => {
-                if element.name().as_ref() != "res" {
-                    return Err(bad(&"its root is not <res>"));
-                }
-                let number = |name: &str| -> Option<u64> {
-                    element
-                        .try_get_attribute(name)
-                        .ok()??
-                        .value
-                        .parse::<u64>()
-                        .ok()
-                };
-                max = number("max");
-                saw = number("saw");
-                depth = 1;
-            }
-            Event::Start(_) => {
-                if depth == 1 {
-                    start = before;
-                }
-                depth += 1;
-            }
-            Event::Empty(_) if depth == 1 => {
-                messages.push(xml_line(text.get(before..after).unwrap_or_default()));
-            }
-            Event::End(_) => {
-                depth = depth.saturating_sub(1);
-                if depth == 1 {
-                    messages.push(xml_line(text.get(start..after).unwrap_or_default()));
-                }
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    Batch {
-        max: max.ok_or_else(|| bad(&"<res> has no max"))?,
-        saw: saw.ok_or_else(|| bad(&"<res> has no saw"))?,
-        messages,
-    }
-    .checked()
+    let parsed = batch::xml(body).map_err(|why| why.to_string())?;
+    Ok(Batch {
+        max: parsed.max,
+        saw: parsed.saw,
+        delivering: parsed.delivering,
+        messages: parsed
+            .messages
+            .iter()
+            .map(|element| xml_line(element))
+            .collect(),
+    })
 }
 
 /// An element on one line: the text's line breaks become `&#10;` and
@@ -563,54 +493,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_json_batch_keeps_each_message_as_written() {
+    fn a_json_batchs_messages_are_printed_as_written_on_one_line_each() {
         let body = br#"{"max":9,"saw":4,"delivering":3,"res":[{"b":1,"a":[2]},1e999,"x\ny"]}"#;
+        let batch = parse_json_batch(body).unwrap();
+        assert_eq!((batch.max, batch.saw), (9, 4));
         assert_eq!(
-            parse_json_batch(body).unwrap(),
-            Batch {
-                max: 9,
-                saw: 4,
-                messages: vec![
-                    r#"{"b":1,"a":[2]}"#.into(),
-                    "1e999".into(),
-                    r#""x\ny""#.into()
-                ],
-            }
+            batch.messages,
+            vec![r#"{"b":1,"a":[2]}"#, "1e999", r#""x\ny""#]
         );
         let pretty = b"{\"max\":1,\"saw\":1,\"delivering\":1,\"res\":[{\n \"a\": 1\n}]}";
         assert_eq!(
             parse_json_batch(pretty).unwrap().messages,
             vec!["{  \"a\": 1 }"]
         );
-        assert!(parse_json_batch(b"<html>").is_err());
+        assert_eq!(
+            parse_json_batch(b"<html>").unwrap_err(),
+            "the answer is not a slosh long-poll batch"
+        );
         assert!(parse_json_batch(br#"{"max":1,"saw":2,"res":[1,2]}"#).is_err());
     }
 
     #[test]
-    fn an_xml_batch_is_split_into_its_p_elements_one_line_each() {
+    fn an_xml_batchs_p_elements_are_printed_one_line_each() {
         let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<res max=\"5\" saw=\"3\" delivering=\"3\">\
-                    <p><x>a</x></p><p a=\"1\"/><p><p>nested\nline</p></p></res>";
+                    <p><x>a</x></p><p a=\"1\"/><p><p>nested\r\nline</p></p></res>";
         assert_eq!(
-            parse_xml_batch(body.as_bytes()).unwrap(),
-            Batch {
-                max: 5,
-                saw: 3,
-                messages: vec![
-                    "<p><x>a</x></p>".into(),
-                    "<p a=\"1\"/>".into(),
-                    "<p><p>nested&#10;line</p></p>".into(),
-                ],
-            }
+            parse_xml_batch(body.as_bytes()).unwrap().messages,
+            vec![
+                "<p><x>a</x></p>",
+                "<p a=\"1\"/>",
+                "<p><p>nested&#13;&#10;line</p></p>",
+            ]
         );
-        let empty = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<res max=\"0\" saw=\"0\" delivering=\"0\"></res>";
-        assert_eq!(parse_xml_batch(empty.as_bytes()).unwrap().messages.len(), 0);
         assert!(parse_xml_batch(b"<html></html>").is_err());
-        assert!(parse_xml_batch(b"<res saw=\"1\"><p/></res>").is_err());
     }
 
     #[test]
     fn a_gap_events_count_is_read() {
-        assert_eq!(missed_of(r#"{"missed":6}"#), Some(6));
-        assert_eq!(missed_of("?"), None);
+        assert_eq!(missed_of(br#"{"missed":6}"#), Some(6));
+        assert_eq!(missed_of(b"?"), None);
     }
 }
