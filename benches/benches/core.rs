@@ -194,7 +194,7 @@ fn batch_message(i: usize) -> Json {
 /// A batch read from a fresh log of 100 messages (every message's XML not
 /// yet encoded).
 fn batch_100() -> Batch {
-    let log = MemoryLog::new(100);
+    let log = MemoryLog::new(100, slosh_core::Epoch::from_bits(0));
     for i in 0..100 {
         log.append(batch_message(i));
     }

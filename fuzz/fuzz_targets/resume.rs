@@ -3,10 +3,12 @@
 //! a topic holding some messages in a small buffer.
 //!
 //! Holds, against a model written here from the spec: a resume point is a
-//! plain decimal u64 or the request is `400`; `Last-Event-ID` wins over
-//! `n`; `n` given twice is `400`; what is then sent is exactly the buffered
-//! messages after the resume point (all of them when the point is above
-//! `max`), preceded by a gap of the right size when some fell out.
+//! plain decimal u64, optionally `@` and an epoch, or the request is `400`;
+//! `Last-Event-ID` wins over `n`; `n` given twice is `400`; what is then
+//! sent is exactly the buffered messages after the resume point (all of
+//! them when the point is above `max`), preceded by a gap of the right size
+//! when some fell out; a point from another epoch is a reset (`"reset":true`,
+//! a `{"missed":null}` gap, then everything buffered).
 
 #![no_main]
 
@@ -14,7 +16,7 @@ use std::time::Instant;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use slosh_core::{Cursor, Hub, Outcome, Request, SocketStep, StreamStep};
+use slosh_core::{Epoch, Hub, Outcome, Request, Resume, SocketStep, StreamStep};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -29,8 +31,13 @@ struct Input {
 enum Id {
     Number(u64),
     Padded(u8, u64),
+    /// `N@EPOCH`: the topic's epoch when `true`, another one when not.
+    Tagged(u64, bool),
     Text(String),
 }
+
+/// The epoch every topic of the fuzzed hub gets.
+const EPOCH: &str = "aaaaaaaa";
 
 #[derive(Arbitrary, Debug)]
 enum Query {
@@ -51,6 +58,8 @@ impl Id {
                 4 => format!("{n}\t"),
                 _ => format!("{n}0"),
             },
+            Id::Tagged(n, true) => format!("{n}@{EPOCH}"),
+            Id::Tagged(n, false) => format!("{n}@zzzzzzzz"),
             Id::Text(text) => text.clone(),
         }
     }
@@ -71,16 +80,32 @@ impl Query {
     }
 }
 
-/// The spec's cursor: a plain decimal u64, no sign, padding or leading zero.
-fn model_cursor(text: &str) -> Option<u64> {
-    let plain = !text.is_empty()
-        && text.bytes().all(|b| b.is_ascii_digit())
-        && (text == "0" || !text.starts_with('0'));
-    plain.then(|| text.parse().ok()).flatten()
+/// The spec's cursor: a plain decimal u64, no sign, padding or leading
+/// zero, optionally `@` and 8 characters of the epoch alphabet. `Some(0,
+/// true)` for a point from another epoch: a reset, read as 0.
+fn model_cursor(text: &str) -> Option<(u64, bool)> {
+    let (number, reset) = match text.split_once('@') {
+        Some((number, epoch)) => {
+            let valid = epoch.len() == 8
+                && epoch
+                    .bytes()
+                    .all(|b| b"abcdefghijkmnpqrstuvwxyz23456789".contains(&b));
+            if !valid {
+                return None;
+            }
+            (number, epoch != EPOCH)
+        }
+        None => (text, false),
+    };
+    let plain = !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && (number == "0" || !number.starts_with('0'));
+    let n: u64 = plain.then(|| number.parse().ok()).flatten()?;
+    Some(if reset { (0, true) } else { (n, false) })
 }
 
 /// `Ok(None)` for no `n`, `Err(())` for a request that must be `400`.
-fn model_n(query: Option<&str>) -> Result<Option<u64>, ()> {
+fn model_n(query: Option<&str>) -> Result<Option<(u64, bool)>, ()> {
     let mut found = None;
     for pair in query.unwrap_or("").split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -94,12 +119,17 @@ fn model_n(query: Option<&str>) -> Result<Option<u64>, ()> {
     Ok(found)
 }
 
-/// What a feed resuming at `resume` first hands over: the missed count and
-/// the ids, with `max` published and the last `queue` kept.
-fn model_delivery(resume: Option<u64>, max: u64, queue: u64) -> (u64, Vec<u64>) {
-    let Some(resume) = resume else {
-        return (0, Vec::new());
+/// What a feed resuming at `resume` first hands over: the missed count
+/// (`None`: unknown, a reset) and the ids, with `max` published and the
+/// last `queue` kept.
+fn model_delivery(resume: Option<(u64, bool)>, max: u64, queue: u64) -> (Option<u64>, Vec<u64>) {
+    let Some((resume, reset)) = resume else {
+        return (Some(0), Vec::new());
     };
+    if reset {
+        let first_kept = max.saturating_sub(queue) + 1;
+        return (None, (first_kept..=max).collect());
+    }
     let from = if resume > max { 0 } else { resume };
     let first_kept = max.saturating_sub(queue) + 1;
     let first = (from + 1).max(first_kept);
@@ -110,22 +140,31 @@ fn model_delivery(resume: Option<u64>, max: u64, queue: u64) -> (u64, Vec<u64>) 
     } else {
         saw - ids.len() as u64
     };
-    (missed, ids)
+    (Some(missed), ids)
 }
 
 fuzz_target!(|input: Input| {
     // The cursor parser alone: whatever it accepts it would have written.
     if let Some(id) = &input.last_event_id {
         let text = id.render();
-        match Cursor::parse(&text) {
-            Ok(cursor) => assert_eq!(cursor.to_string(), text),
+        match Resume::parse(&text) {
+            Ok(resume) => {
+                let written = match resume.epoch {
+                    Some(epoch) => format!("{}@{epoch}", resume.cursor),
+                    None => resume.cursor.to_string(),
+                };
+                assert_eq!(written, text);
+            }
             Err(_) => assert_eq!(model_cursor(&text), None, "{text:?}"),
         }
     }
 
     let queue = u64::from(input.queue % 8) + 1;
     let published = u64::from(input.published % 24);
-    let hub = Hub::builder().queue(queue as usize).build();
+    let hub = Hub::builder()
+        .queue(queue as usize)
+        .epochs(|| Epoch::parse(EPOCH).unwrap_or(Epoch::from_bits(0)))
+        .build();
     for i in 0..published {
         hub.publish("t", &i).expect("publish");
     }
@@ -152,11 +191,15 @@ fuzz_target!(|input: Input| {
         (Outcome::Stream(mut stream), Ok(resume)) => {
             let (missed, ids) = model_delivery(resume, max, queue);
             let mut want = String::from("retry: 3000\n\n");
-            if missed > 0 {
-                want.push_str(&format!("event: gap\ndata: {{\"missed\":{missed}}}\n\n"));
+            match missed {
+                None => want.push_str("event: gap\ndata: {\"missed\":null}\n\n"),
+                Some(0) => {}
+                Some(missed) => {
+                    want.push_str(&format!("event: gap\ndata: {{\"missed\":{missed}}}\n\n"))
+                }
             }
             for id in &ids {
-                want.push_str(&format!("id: {id}\ndata: {}\n\n", id - 1));
+                want.push_str(&format!("id: {id}@{EPOCH}\ndata: {}\n\n", id - 1));
             }
             match stream.poll(now) {
                 StreamStep::Send(chunks) => {
@@ -188,11 +231,24 @@ fuzz_target!(|input: Input| {
         (Outcome::Socket(mut socket), Ok(resume)) => {
             let (missed, ids) = model_delivery(resume, max, queue);
             let mut want = Vec::new();
-            if missed > 0 {
+            if let Some(missed @ 1..) = missed {
                 want.push(format!("{{\"missed\":{missed}}}"));
             }
             for id in &ids {
-                want.push(format!("{{\"id\":{id},\"data\":{}}}", id - 1));
+                want.push(format!(
+                    "{{\"id\":{id},\"epoch\":\"{EPOCH}\",\"data\":{}}}",
+                    id - 1
+                ));
+            }
+            if missed.is_none() {
+                // A reset is said in a frame of its own, at once.
+                match socket.poll(now) {
+                    SocketStep::Send(frames) => {
+                        let got: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
+                        assert_eq!(got, [&br#"{"missed":null}"#[..]]);
+                    }
+                    other => panic!("{other:?}"),
+                }
             }
             match socket.poll(now) {
                 SocketStep::Send(frames) => {
@@ -219,11 +275,13 @@ fuzz_target!(|input: Input| {
         model_n(query.as_deref()),
     ) {
         (Outcome::Respond(response), Err(())) => assert_eq!(response.status, 400),
-        (Outcome::Respond(response), Ok(Some(resume))) => {
-            let (_, ids) = model_delivery(Some(resume), max, queue);
+        (Outcome::Respond(response), Ok(Some((resume, reset)))) => {
+            let (_, ids) = model_delivery(Some((resume, reset)), max, queue);
             let from = if resume > max { 0 } else { resume };
             let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
             assert_eq!(body["max"], max);
+            assert_eq!(body["epoch"], EPOCH);
+            assert_eq!(body.get("reset").is_some(), reset);
             assert_eq!(body["saw"], max - from);
             assert_eq!(body["delivering"], ids.len());
         }

@@ -177,10 +177,13 @@ fuzz_target!(|input: Input| {
                 return;
             };
             let len = json.len() as u64;
+            let epoch = slosh_core::Epoch::from_bits(0);
             let batch = Batch {
                 max: 1,
+                epoch,
+                reset: false,
                 saw: 1,
-                messages: vec![Message::new(1, json, len)],
+                messages: vec![Message::new(1, epoch, json, len)],
             };
             check(&batch.to_xml(), 1);
         }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use slosh_core::{Head, Hub, Json, Log, MemoryLog, Message, Settings, TopicName};
+use slosh_core::{Epoch, Hub, Json, Log, MemoryLog, Settings, TopicName};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStdout, Command};
@@ -31,54 +31,30 @@ const PATIENCE: Duration = Duration::from_secs(15);
 struct Logs(Arc<Mutex<HashMap<TopicName, Arc<MemoryLog>>>>);
 
 impl Logs {
-    fn log(&self, topic: &str, queue: usize) -> Arc<MemoryLog> {
+    fn log(&self, topic: &str, queue: usize, epoch: Epoch) -> Arc<MemoryLog> {
         let name = TopicName::parse(topic).unwrap();
         let mut logs = self.0.lock().unwrap();
         Arc::clone(
             logs.entry(name)
-                .or_insert_with(|| Arc::new(MemoryLog::new(queue))),
+                .or_insert_with(|| Arc::new(MemoryLog::new(queue, epoch))),
         )
     }
 
     /// Stores a message as another server sharing the store would, while
     /// none of ours is running.
     fn append(&self, topic: &str, message: Value) {
-        self.log(topic, 100)
+        self.log(topic, 100, Epoch::from_bits(0))
             .append(Json::to_json(&message).unwrap());
     }
 
     /// Every buffered message of `topic`, oldest first.
     fn messages(&self, topic: &str) -> Vec<Value> {
         let mut out = Vec::new();
-        self.log(topic, 100).read_after(0, &mut out);
+        self.log(topic, 100, Epoch::from_bits(0))
+            .read_after(0, &mut out);
         out.iter()
             .map(|message| message.json().to_value().unwrap())
             .collect()
-    }
-}
-
-/// A topic's log shared with the [`Logs`] that outlive each hub.
-struct SharedLog(Arc<MemoryLog>);
-
-impl Log for SharedLog {
-    fn append(&self, json: Json) -> Message {
-        self.0.append(json)
-    }
-
-    fn read_after(&self, after: u64, out: &mut Vec<Message>) -> u64 {
-        self.0.read_after(after, out)
-    }
-
-    fn max(&self) -> u64 {
-        self.0.max()
-    }
-
-    fn head(&self) -> Head {
-        self.0.head()
-    }
-
-    fn buffered(&self) -> usize {
-        self.0.buffered()
     }
 }
 
@@ -103,8 +79,8 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let mut builder = Hub::builder().settings(settings.clone());
         if let Some(logs) = logs.clone() {
-            builder = builder.log_factory(move |name: &TopicName, queue| {
-                Box::new(SharedLog(logs.log(name.as_str(), queue))) as Box<dyn Log>
+            builder = builder.log_factory(move |name: &TopicName, queue, epoch| {
+                Box::new(logs.log(name.as_str(), queue, epoch)) as Box<dyn Log>
             });
         }
         let hub = builder.build();
@@ -850,13 +826,16 @@ async fn endless_server() -> SocketAddr {
                     return;
                 }
                 let (kind, start) = if head.contains(".sse") {
-                    ("text/event-stream", "id: 1\ndata: ")
+                    ("text/event-stream", "id: 1@aaaaaaaa\ndata: ")
                 } else if head.contains(".xml") {
-                    ("text/xml", "<res max=\"1\" saw=\"1\" delivering=\"1\"><p>")
+                    (
+                        "text/xml",
+                        "<res max=\"1\" epoch=\"aaaaaaaa\" saw=\"1\" delivering=\"1\"><p>",
+                    )
                 } else {
                     (
                         "application/json",
-                        "{\"max\":1,\"saw\":1,\"delivering\":1,\"res\":[\"",
+                        "{\"max\":1,\"epoch\":\"aaaaaaaa\",\"saw\":1,\"delivering\":1,\"res\":[\"",
                     )
                 };
                 let head = format!(

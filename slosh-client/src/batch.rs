@@ -19,6 +19,13 @@ use serde::Deserialize;
 pub struct Batch<M> {
     /// The topic's newest id; the last message of a non-empty batch is it.
     pub max: u64,
+    /// The epoch of the topic life `max` is from (`None` from a server
+    /// without epochs): the next poll resumes from `max@epoch`.
+    pub epoch: Option<String>,
+    /// The cursor the poll sent was from another epoch (the server
+    /// restarted without keeping the topic, or it was deleted and made
+    /// again) and was read as 0: an unknown number of messages was missed.
+    pub reset: bool,
     /// Messages published after the cursor the poll asked from.
     pub saw: u64,
     /// Messages in this answer (the length of `messages`, when the server
@@ -29,6 +36,11 @@ pub struct Batch<M> {
 }
 
 impl<M> Batch<M> {
+    /// Where the next poll resumes: `max`, with the epoch when there is one.
+    pub fn cursor(&self) -> crate::cursor::Cursor {
+        crate::cursor::Cursor::new(self.max, self.epoch.as_deref())
+    }
+
     /// Messages the server no longer had: published after the cursor but
     /// fallen out of its buffer. Loss is visible, never silent.
     pub fn missed(&self) -> u64 {
@@ -92,6 +104,10 @@ pub enum BatchError {
 #[derive(Deserialize)]
 struct Wire<M> {
     max: u64,
+    #[serde(default)]
+    epoch: Option<String>,
+    #[serde(default)]
+    reset: bool,
     saw: u64,
     #[serde(default)]
     delivering: Option<u64>,
@@ -104,6 +120,8 @@ pub fn json<'a, M: Deserialize<'a>>(body: &'a [u8]) -> Result<Batch<M>, BatchErr
     let wire: Wire<M> = serde_json::from_slice(body).map_err(BatchError::NotJson)?;
     Batch {
         max: wire.max,
+        epoch: wire.epoch,
+        reset: wire.reset,
         saw: wire.saw,
         delivering: wire.delivering.unwrap_or(wire.res.len() as u64),
         messages: wire.res,
@@ -121,6 +139,8 @@ pub fn xml(body: &[u8]) -> Result<Batch<&str>, BatchError> {
     let mut reader = quick_xml::Reader::from_str(text);
     let mut depth = 0usize;
     let mut max = None;
+    let mut epoch = None;
+    let mut reset = false;
     let mut saw = None;
     let mut delivering = None;
     let mut start = 0usize;
@@ -143,6 +163,16 @@ pub fn xml(body: &[u8]) -> Result<Batch<&str>, BatchError> {
                         .ok()
                 };
                 max = number("max");
+                epoch = element
+                    .try_get_attribute("epoch")
+                    .ok()
+                    .flatten()
+                    .map(|a| a.value.into_owned());
+                reset = element
+                    .try_get_attribute("reset")
+                    .ok()
+                    .flatten()
+                    .is_some_and(|a| a.value.as_ref() == "true");
                 saw = number("saw");
                 delivering = number("delivering");
                 depth = 1;
@@ -169,6 +199,8 @@ pub fn xml(body: &[u8]) -> Result<Batch<&str>, BatchError> {
     let delivering = delivering.unwrap_or(messages.len() as u64);
     Batch {
         max: max.ok_or_else(|| bad(&"<res> has no max"))?,
+        epoch,
+        reset,
         saw: saw.ok_or_else(|| bad(&"<res> has no saw"))?,
         delivering,
         messages,
@@ -181,6 +213,22 @@ mod tests {
     use serde_json::value::RawValue;
 
     use super::*;
+
+    #[test]
+    fn the_epoch_and_a_reset_are_read_in_both_encodings() {
+        let body =
+            br#"{"max":2,"epoch":"k3fq9a2x","reset":true,"saw":2,"delivering":2,"res":[1,2]}"#;
+        let batch: Batch<Box<RawValue>> = json(body).unwrap();
+        assert_eq!(batch.epoch.as_deref(), Some("k3fq9a2x"));
+        assert!(batch.reset);
+        assert_eq!(batch.cursor().to_string(), "2@k3fq9a2x");
+        let old: Batch<Box<RawValue>> = json(br#"{"max":2,"saw":0,"res":[]}"#).unwrap();
+        assert_eq!((old.epoch, old.reset), (None, false));
+        let xml = xml(br#"<?xml version="1.0" encoding="utf-8"?>
+<res max="1" epoch="k3fq9a2x" reset="true" saw="1" delivering="1"><p>a</p></res>"#)
+        .unwrap();
+        assert_eq!((xml.epoch.as_deref(), xml.reset), (Some("k3fq9a2x"), true));
+    }
 
     #[test]
     fn a_json_batch_keeps_each_message_as_written() {

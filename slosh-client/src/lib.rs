@@ -17,6 +17,8 @@
 //! - [`sse`]: the `text/event-stream` parser ([`sse::Parser`]), bounded per
 //!   event (slosh-cli's `--max-body`), parsing lines where they lie so that
 //!   ten thousand load streams allocate nothing per event.
+//! - [`cursor`]: a resume point, `N` or `N@EPOCH`, as SSE ids, WebSocket
+//!   frames and long-poll batches carry it.
 //! - [`batch`]: the long-poll batch in JSON ([`batch::json`], generic over
 //!   what a message becomes) and XML ([`batch::xml`]), with the errors a
 //!   person reads when the URL was not a slosh topic.
@@ -79,5 +81,6 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod batch;
+pub mod cursor;
 pub mod http;
 pub mod sse;

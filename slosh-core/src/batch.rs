@@ -7,6 +7,7 @@
 use bytes::Bytes;
 
 use crate::cursor::Cursor;
+use crate::epoch::Epoch;
 use crate::message::Message;
 use crate::store::Log;
 
@@ -16,6 +17,13 @@ use crate::store::Log;
 pub struct Batch {
     /// The topic's newest id when the batch was read.
     pub max: u64,
+    /// The epoch of the topic life `max` belongs to: with it, `max` is a
+    /// cursor the client can resume from (`n=MAX@EPOCH`).
+    pub epoch: Epoch,
+    /// The client's cursor was from another epoch (a restart of a memory
+    /// store, a topic deleted and made again) and was read as 0: it missed
+    /// an unknown number of messages of the earlier life.
+    pub reset: bool,
     /// How many messages were published since the cursor: `max − cursor`.
     pub saw: u64,
     /// The messages, oldest first. `saw > messages.len()` means the ring
@@ -69,15 +77,19 @@ impl Batch {
         }
         Batch {
             max,
+            epoch: log.epoch(),
+            reset: false,
             saw: max - from.min(max),
             messages,
         }
     }
 
-    /// An empty answer at `max`: what a timed-out or closed poll gets.
-    pub fn empty(max: u64) -> Batch {
+    /// An empty answer at `max` of `epoch`: what a closed poll gets.
+    pub fn empty(max: u64, epoch: Epoch) -> Batch {
         Batch {
             max,
+            epoch,
+            reset: false,
             saw: 0,
             messages: Vec::new(),
         }
@@ -93,7 +105,8 @@ impl Batch {
         self.saw.saturating_sub(self.delivering())
     }
 
-    /// `{"max":4,"saw":3,"delivering":3,"res":[MSG,…]}`.
+    /// `{"max":4,"epoch":"E","saw":3,"delivering":3,"res":[MSG,…]}`, with
+    /// `"reset":true` after the epoch when the cursor was reset.
     pub fn to_json(&self) -> String {
         let size: usize = self.messages.iter().map(|m| m.json().len() + 1).sum();
         let mut out = String::with_capacity(64 + size);
@@ -101,6 +114,12 @@ impl Batch {
         // not `write!`'s formatting machinery (docs/DECISIONS.md).
         out.push_str(r#"{"max":"#);
         push_u64(&mut out, self.max);
+        out.push_str(r#","epoch":""#);
+        out.push_str(self.epoch.as_str());
+        out.push('"');
+        if self.reset {
+            out.push_str(r#","reset":true"#);
+        }
         out.push_str(r#","saw":"#);
         push_u64(&mut out, self.saw);
         out.push_str(r#","delivering":"#);
@@ -116,14 +135,20 @@ impl Batch {
         out
     }
 
-    /// `<?xml …?>\n<res max=".." saw=".." delivering="..">` and one `<p>` per
-    /// message.
+    /// `<?xml …?>\n<res max=".." epoch=".." saw=".." delivering="..">`
+    /// (`reset="true"` after the epoch when the cursor was reset) and one
+    /// `<p>` per message.
     pub fn to_xml(&self) -> String {
         let xml: Vec<&str> = self.messages.iter().map(Message::xml).collect();
         let size: usize = xml.iter().map(|p| p.len()).sum();
         let mut out = String::with_capacity(128 + size);
         out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<res max=\"");
         push_u64(&mut out, self.max);
+        out.push_str("\" epoch=\"");
+        out.push_str(self.epoch.as_str());
+        if self.reset {
+            out.push_str("\" reset=\"true");
+        }
         out.push_str("\" saw=\"");
         push_u64(&mut out, self.saw);
         out.push_str("\" delivering=\"");
@@ -149,7 +174,7 @@ impl Batch {
 
     /// The batch as WebSocket text frames, appended to `out`: a
     /// `{"missed":K}` frame first when messages were missed, then each
-    /// message's own cached `{"id":N,"data":MSG}` ([`Message::frame`]).
+    /// message's own cached frame ([`Message::frame`]).
     pub fn frames(&self, out: &mut Vec<Bytes>) {
         let missed = self.missed();
         if missed > 0 {
@@ -157,6 +182,17 @@ impl Batch {
         }
         out.extend(self.messages.iter().map(|m| m.frame().clone()));
     }
+}
+
+/// The `gap` event of a reset: the client's resume point was from another
+/// epoch, so it missed an unknown number of messages of that earlier life.
+pub fn sse_reset() -> Bytes {
+    Bytes::from_static(b"event: gap\ndata: {\"missed\":null}\n\n")
+}
+
+/// The WebSocket frame of a reset (see [`sse_reset`]).
+pub fn frame_reset() -> Bytes {
+    Bytes::from_static(br#"{"missed":null}"#)
 }
 
 /// The `gap` event: `missed` messages fell out of the buffer before this
@@ -173,7 +209,7 @@ mod tests {
     use crate::store::MemoryLog;
 
     fn log(capacity: usize, values: &[serde_json::Value]) -> MemoryLog {
-        let log = MemoryLog::new(capacity);
+        let log = MemoryLog::new(capacity, crate::Epoch::from_bits(0));
         for value in values {
             log.append(Json::from(value));
         }
@@ -196,7 +232,7 @@ mod tests {
         assert_eq!((batch.max, batch.saw, batch.delivering()), (4, 3, 3));
         assert_eq!(
             batch.to_json(),
-            r#"{"max":4,"saw":3,"delivering":3,"res":[2,3,4]}"#
+            r#"{"max":4,"epoch":"aaaaaaaa","saw":3,"delivering":3,"res":[2,3,4]}"#
         );
     }
 
@@ -212,7 +248,7 @@ mod tests {
         batch.sse_chunks(&mut chunks);
         assert_eq!(
             chunks.concat(),
-            b"event: gap\ndata: {\"missed\":2}\n\nid: 4\ndata: 4\n\nid: 5\ndata: 5\n\n"
+            b"event: gap\ndata: {\"missed\":2}\n\nid: 4@aaaaaaaa\ndata: 4\n\nid: 5@aaaaaaaa\ndata: 5\n\n"
         );
         let mut frames = Vec::new();
         batch.frames(&mut frames);
@@ -220,8 +256,8 @@ mod tests {
             frames,
             [
                 &br#"{"missed":2}"#[..],
-                br#"{"id":4,"data":4}"#,
-                br#"{"id":5,"data":5}"#
+                br#"{"id":4,"epoch":"aaaaaaaa","data":4}"#,
+                br#"{"id":5,"epoch":"aaaaaaaa","data":5}"#
             ]
         );
     }
@@ -257,15 +293,29 @@ mod tests {
         assert_eq!(
             Batch::read(&log, Cursor(0)).to_xml(),
             "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
-             <res max=\"1\" saw=\"1\" delivering=\"1\"><p><x>hello!</x></p></res>"
+             <res max=\"1\" epoch=\"aaaaaaaa\" saw=\"1\" delivering=\"1\"><p><x>hello!</x></p></res>"
         );
         assert_eq!(
-            Batch::empty(1).to_xml(),
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<res max=\"1\" saw=\"0\" delivering=\"0\"></res>"
+            Batch::empty(1, Epoch::from_bits(0)).to_xml(),
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<res max=\"1\" epoch=\"aaaaaaaa\" saw=\"0\" delivering=\"0\"></res>"
         );
         assert_eq!(
-            Batch::empty(0).to_json(),
-            r#"{"max":0,"saw":0,"delivering":0,"res":[]}"#
+            Batch::empty(0, Epoch::from_bits(0)).to_json(),
+            r#"{"max":0,"epoch":"aaaaaaaa","saw":0,"delivering":0,"res":[]}"#
         );
+    }
+
+    #[test]
+    fn a_reset_is_said_in_both_encodings() {
+        let log = log(100, &[serde_json::json!(1)]);
+        let mut batch = Batch::read(&log, Cursor(0));
+        batch.reset = true;
+        assert_eq!(
+            batch.to_json(),
+            r#"{"max":1,"epoch":"aaaaaaaa","reset":true,"saw":1,"delivering":1,"res":[1]}"#
+        );
+        assert!(batch
+            .to_xml()
+            .contains(r#"<res max="1" epoch="aaaaaaaa" reset="true" saw="1" delivering="1">"#));
     }
 }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::epoch::Epoch;
+
 /// The id of the newest message a client has seen on a topic (0: none).
 ///
 /// Message ids are 1, 2, 3 … per topic, so a cursor `c` means "send me every
@@ -11,7 +13,7 @@ pub struct Cursor(pub u64);
 
 /// Why a cursor value from the wire was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a cursor must be a plain decimal number from 0 to 18446744073709551615 with no sign, padding or leading zero")]
+#[error("a cursor must be a plain decimal number from 0 to 18446744073709551615 with no sign, padding or leading zero, optionally followed by @ and the topic's epoch (8 characters)")]
 pub struct CursorError;
 
 impl Cursor {
@@ -37,6 +39,41 @@ impl Cursor {
     /// The cursor as the message id it names.
     pub fn get(self) -> u64 {
         self.0
+    }
+}
+
+/// A resume point from the wire (`n`, `Last-Event-ID`): a cursor, and the
+/// epoch it belongs to when the client said (`57@k3fq9a2x`). A bare cursor
+/// is taken in the topic's current epoch, as before epochs existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// The id the client has seen.
+    pub cursor: Cursor,
+    /// The epoch that id is from, if the client said.
+    pub epoch: Option<Epoch>,
+}
+
+impl Resume {
+    /// Parses `N` or `N@EPOCH`, `N` as [`Cursor::parse`] and the epoch as
+    /// [`Epoch::parse`]; anything else is refused.
+    pub fn parse(text: &str) -> Result<Resume, CursorError> {
+        let (number, epoch) = match text.split_once('@') {
+            Some((number, epoch)) => (number, Some(Epoch::parse(epoch).ok_or(CursorError)?)),
+            None => (text, None),
+        };
+        Ok(Resume {
+            cursor: Cursor::parse(number)?,
+            epoch,
+        })
+    }
+
+    /// Where this resume point is in a topic whose epoch is `current`: the
+    /// cursor, or 0 with `true` (reset) when it is from another epoch.
+    pub fn within(self, current: Epoch) -> (Cursor, bool) {
+        match self.epoch {
+            Some(epoch) if epoch != current => (Cursor(0), true),
+            _ => (self.cursor, false),
+        }
     }
 }
 
@@ -76,6 +113,37 @@ mod tests {
             "a",
         ] {
             assert_eq!(Cursor::parse(bad), Err(CursorError), "{bad:?}");
+            assert_eq!(Resume::parse(bad), Err(CursorError), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_resume_point_may_carry_its_epoch() {
+        let epoch = Epoch::from_bits(7);
+        assert_eq!(
+            Resume::parse("42"),
+            Ok(Resume {
+                cursor: Cursor(42),
+                epoch: None
+            })
+        );
+        let tagged = Resume::parse(&format!("42@{epoch}")).unwrap();
+        assert_eq!(tagged.epoch, Some(epoch));
+        assert_eq!(tagged.within(epoch), (Cursor(42), false));
+        assert_eq!(tagged.within(Epoch::from_bits(8)), (Cursor(0), true));
+        assert_eq!(
+            Resume::parse("42").unwrap().within(epoch),
+            (Cursor(42), false)
+        );
+        for bad in [
+            "42@",
+            "@aaaaaaaa",
+            "42@aaaa",
+            "42@aaaaaaaa@aaaaaaaa",
+            "01@aaaaaaaa",
+            "42@AAAAAAAA",
+        ] {
+            assert_eq!(Resume::parse(bad), Err(CursorError), "{bad:?}");
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use crate::batch::Batch;
-use crate::cursor::Cursor;
+use crate::cursor::Resume;
 use crate::decode::{self, BodyKind};
 use crate::error::Error;
 use crate::feed::Feed;
@@ -176,6 +176,10 @@ impl Hub {
         }
         let subscription = self.subscribe(name, SubscriberKind::LongPoll)?;
         let cookie = session::find_cookie(&request.cookies);
+        let (n, reset) = match n.map(|n| n.within(subscription.topic().log.epoch())) {
+            Some((cursor, reset)) => (Some(cursor), reset),
+            None => (None, false),
+        };
         let begun = self
             .inner
             .sessions
@@ -184,6 +188,7 @@ impl Hub {
             hub: self.clone(),
             subscription,
             cursor: begun.cursor,
+            reset,
             format,
             session: begun.session,
             new_session: begun.new,
@@ -212,7 +217,7 @@ impl Hub {
     ) -> Result<Outcome, Error> {
         // Last-Event-ID wins over `n`: it is where the browser really is.
         let resume = match request.last_event_id {
-            Some(id) => Some(Cursor::parse(id.trim()).map_err(Error::BadLastEventId)?),
+            Some(id) => Some(Resume::parse(id.trim()).map_err(Error::BadLastEventId)?),
             None => request.cursor_param()?,
         };
         if self.is_shutting_down() {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use event_listener::EventListener;
 
 use crate::batch::Batch;
-use crate::cursor::Cursor;
+use crate::cursor::{Cursor, Resume};
 use crate::hub::Hub;
 use crate::metrics::SubscriberKind;
 use crate::topic::{Subscription, Topic};
@@ -74,6 +74,8 @@ pub(crate) struct Feed {
     subscription: Subscription,
     kind: SubscriberKind,
     cursor: Cursor,
+    /// The resume point was from another epoch, not yet announced.
+    reset: bool,
     progress: Arc<Progress>,
     heartbeat: Duration,
     next_ping: Instant,
@@ -84,17 +86,32 @@ pub(crate) struct Feed {
 impl Feed {
     /// A feed at `resume` (or at `max`, seeing only new messages), counted
     /// as a subscriber of `kind`.
+    ///
+    /// A resume point from another epoch is a reset: the feed starts at the
+    /// oldest buffered message of this life, and [`Feed::take_reset`] tells
+    /// the stream to say so first. Starting there rather than at 0 keeps a
+    /// second, counted gap from following the uncounted one: the loss is
+    /// unknown either way.
     pub(crate) fn open(
         hub: &Hub,
         subscription: Subscription,
         kind: SubscriberKind,
-        resume: Option<Cursor>,
+        resume: Option<Resume>,
         now: Instant,
     ) -> Feed {
-        let head = subscription.topic().log.head();
+        let log = &subscription.topic().log;
+        let head = log.head();
+        let (cursor, reset) = match resume {
+            None => (Cursor(head.max), false),
+            Some(resume) => match resume.within(log.epoch()) {
+                (_, true) => (Cursor(head.max.saturating_sub(log.buffered() as u64)), true),
+                within => within,
+            },
+        };
         Feed {
             hub: hub.clone(),
-            cursor: resume.unwrap_or(Cursor(head.max)),
+            cursor,
+            reset,
             progress: Arc::new(Progress {
                 sent: AtomicU64::new(head.end),
                 too_slow: AtomicBool::new(false),
@@ -114,6 +131,12 @@ impl Feed {
     /// The id of the newest message handed over (or the resume point).
     pub(crate) fn cursor(&self) -> Cursor {
         self.cursor
+    }
+
+    /// Whether the resume point was from another epoch and the stream has
+    /// not said so yet; `true` once.
+    pub(crate) fn take_reset(&mut self) -> bool {
+        std::mem::take(&mut self.reset)
     }
 
     /// Something was sent at `now`: the next keepalive is a heartbeat away.

@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::batch::Batch;
-use crate::cursor::Cursor;
+use crate::cursor::{Cursor, Resume};
 use crate::error::Error;
 use crate::files::{Lookup, StaticFile};
 use crate::hub::Hub;
@@ -142,8 +142,8 @@ impl<'a> Request<'a> {
             .is_some_and(|value| crate::header::lists(value, "websocket"))
     }
 
-    /// The cursor given by `n`, if any.
-    pub(crate) fn cursor_param(&self) -> Result<Option<Cursor>, Error> {
+    /// The resume point given by `n`, if any.
+    pub(crate) fn cursor_param(&self) -> Result<Option<Resume>, Error> {
         let mut found = None;
         for pair in self.query.unwrap_or("").split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -151,7 +151,7 @@ impl<'a> Request<'a> {
                 if found.is_some() {
                     return Err(Error::DuplicateCursor);
                 }
-                found = Some(Cursor::parse(value).map_err(Error::BadCursor)?);
+                found = Some(Resume::parse(value).map_err(Error::BadCursor)?);
             }
         }
         Ok(found)
@@ -333,6 +333,9 @@ pub struct LongPoll {
     pub(crate) hub: Hub,
     pub(crate) subscription: Subscription,
     pub(crate) cursor: Cursor,
+    /// The `n` given was from another epoch and was read as 0: every answer
+    /// says so (`"reset":true`).
+    pub(crate) reset: bool,
     pub(crate) format: Format,
     pub(crate) session: Option<SessionId>,
     pub(crate) new_session: bool,
@@ -393,7 +396,7 @@ impl LongPoll {
     fn try_answer(&mut self, now: Instant) -> Option<Response> {
         let topic = Arc::clone(self.topic());
         if topic.is_closed() {
-            return Some(self.answer(Batch::empty(0), now));
+            return Some(self.answer(Batch::empty(0, topic.log.epoch()), now));
         }
         let batch = Batch::read(topic.log.as_ref(), self.cursor);
         let timed_out = self.deadline.is_some_and(|deadline| now >= deadline);
@@ -403,7 +406,8 @@ impl LongPoll {
         None
     }
 
-    pub(crate) fn answer(&mut self, batch: Batch, now: Instant) -> Response {
+    pub(crate) fn answer(&mut self, mut batch: Batch, now: Instant) -> Response {
+        batch.reset = self.reset;
         if let Some(id) = self.session {
             if !self.answered {
                 self.hub
@@ -533,7 +537,17 @@ mod tests {
     fn the_cursor_parameter_is_found_among_others() {
         assert_eq!(
             Request::new("GET", "/topics/a?x=1&n=3").cursor_param(),
-            Ok(Some(Cursor(3)))
+            Ok(Some(Resume {
+                cursor: Cursor(3),
+                epoch: None
+            }))
+        );
+        assert_eq!(
+            Request::new("GET", "/topics/a?n=3@aaaaaaab").cursor_param(),
+            Ok(Some(Resume {
+                cursor: Cursor(3),
+                epoch: Some(crate::Epoch::from_bits(1))
+            }))
         );
         assert_eq!(
             Request::new("GET", "/topics/a?nn=3").cursor_param(),

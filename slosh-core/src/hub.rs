@@ -2,12 +2,13 @@
 //! in-process publishing API.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::epoch::Epoch;
 use crate::error::Error;
 use crate::files::StaticRoot;
 use crate::gone::Gone;
@@ -52,9 +53,15 @@ where
     }
 }
 
-/// Makes the [`Log`] of a new topic, given its name and `queue`. The seam
-/// through which a shared store replaces the in-memory ring buffer.
-pub type LogFactory = dyn Fn(&TopicName, usize) -> Box<dyn Log> + Send + Sync;
+/// Makes the [`Log`] of a new topic, given its name, `queue`, and a fresh
+/// [`Epoch`] for a new life of its ids. The seam through which another
+/// store replaces the in-memory ring buffer: a store that still holds the
+/// topic's messages (a file, Redis) keeps its own epoch and ignores the
+/// fresh one, so cursors stay valid across restarts.
+pub type LogFactory = dyn Fn(&TopicName, usize, Epoch) -> Box<dyn Log> + Send + Sync;
+
+/// Draws the epoch of each new topic life.
+pub type EpochSource = dyn Fn() -> Epoch + Send + Sync;
 
 /// The outcome of a publish that was accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +99,7 @@ pub(crate) struct Inner {
     pub(crate) sessions: Sessions,
     filter: Option<Box<dyn Filter>>,
     log_factory: Box<LogFactory>,
+    epochs: Box<EpochSource>,
     pub(crate) metrics: Arc<Metrics>,
     /// Subscribers over all topics, against `max_subscribers_total`.
     subscribers: Arc<AtomicUsize>,
@@ -108,6 +116,7 @@ pub struct Builder {
     filter: Option<Box<dyn Filter>>,
     log_factory: Option<Box<LogFactory>>,
     session_ids: Option<Box<RandomSource>>,
+    epochs: Option<Box<EpochSource>>,
 }
 
 impl Builder {
@@ -173,10 +182,19 @@ impl Builder {
         self
     }
 
+    /// Draws each new topic life's epoch from `source` instead of the
+    /// operating system's random source, so a test can know the epoch in
+    /// its answers. Epochs need not be secret, but must differ between
+    /// lives of a topic: two lives with one epoch cannot be told apart.
+    pub fn epochs(mut self, source: impl Fn() -> Epoch + Send + Sync + 'static) -> Builder {
+        self.epochs = Some(Box::new(source));
+        self
+    }
+
     /// Stores topics' messages through `factory` instead of in memory.
     pub fn log_factory(
         mut self,
-        factory: impl Fn(&TopicName, usize) -> Box<dyn Log> + Send + Sync + 'static,
+        factory: impl Fn(&TopicName, usize, Epoch) -> Box<dyn Log> + Send + Sync + 'static,
     ) -> Builder {
         self.log_factory = Some(Box::new(factory));
         self
@@ -198,8 +216,11 @@ impl Builder {
                 topics: RwLock::new(HashMap::new()),
                 filter: self.filter,
                 log_factory: self.log_factory.unwrap_or_else(|| {
-                    Box::new(|_: &TopicName, queue| Box::new(MemoryLog::new(queue)) as Box<dyn Log>)
+                    Box::new(|_: &TopicName, queue, epoch| {
+                        Box::new(MemoryLog::new(queue, epoch)) as Box<dyn Log>
+                    })
                 }),
+                epochs: self.epochs.unwrap_or_else(|| Box::new(random_epoch)),
                 metrics: Arc::new(Metrics::default()),
                 subscribers: Arc::new(AtomicUsize::new(0)),
                 shutting_down: AtomicBool::new(false),
@@ -208,6 +229,18 @@ impl Builder {
             }),
         }
     }
+}
+
+/// An epoch from the operating system's random source, or, should that
+/// fail, from the clock and a counter: still distinct between lives.
+fn random_epoch() -> Epoch {
+    Epoch::random(&crate::session::os_random).unwrap_or_else(|| {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Epoch::from_bits(nanos ^ COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(20))
+    })
 }
 
 impl Default for Hub {
@@ -233,6 +266,7 @@ impl Hub {
             filter: None,
             log_factory: None,
             session_ids: None,
+            epochs: None,
         }
     }
 
@@ -337,7 +371,8 @@ impl Hub {
             return Err(Error::TooManyTopics { limit });
         }
         let name = TopicName::parse(name).map_err(Error::BadTopicName)?;
-        let log = (self.inner.log_factory)(&name, self.inner.settings.queue);
+        let epoch = (self.inner.epochs)();
+        let log = (self.inner.log_factory)(&name, self.inner.settings.queue, epoch);
         let topic = Arc::new(Topic::new(name.clone(), log));
         self.inner.gone.forget(name.as_str());
         topics.insert(name, Arc::clone(&topic));

@@ -121,9 +121,12 @@
 //! assert_eq!(published.id, Some(1));
 //! let response = poll.poll(now).into_response().unwrap();
 //! assert_eq!(response.status, 200);
+//! // The topic's epoch names this life of its ids: a client resumes with
+//! // `n=1@EPOCH`, and a cursor from another life is answered as a reset.
+//! let epoch = hub.info("chat").unwrap()["epoch"].as_str().unwrap().to_string();
 //! assert_eq!(
-//!     &response.body[..],
-//!     br#"{"max":1,"saw":1,"delivering":1,"res":[{"x":["hello!"]}]}"#
+//!     std::str::from_utf8(&response.body).unwrap(),
+//!     format!(r#"{{"max":1,"epoch":"{epoch}","saw":1,"delivering":1,"res":[{{"x":["hello!"]}}]}}"#)
 //! );
 //! ```
 
@@ -142,6 +145,7 @@ mod decode;
 mod demo;
 mod dispatch;
 pub mod driver;
+pub mod epoch;
 pub mod error;
 pub mod feed;
 pub mod files;
@@ -163,9 +167,10 @@ mod wake;
 mod xml;
 
 pub use batch::Batch;
-pub use cursor::Cursor;
+pub use cursor::{Cursor, Resume};
 pub use decode::{BodyKind, DecodeError};
 pub use driver::{Pull, Timer};
+pub use epoch::Epoch;
 pub use error::Error;
 pub use feed::{EndReason, Stall};
 pub use files::{Lookup, StaticFile};

@@ -8,6 +8,8 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::epoch::Epoch;
+
 /// A message's JSON as compact text (no insignificant whitespace, the
 /// publisher's key order), validated once when it came in.
 ///
@@ -100,6 +102,9 @@ pub struct Message(Arc<MessageInner>);
 
 struct MessageInner {
     id: u64,
+    /// The epoch of the topic life that gave the id: SSE ids and WebSocket
+    /// frames carry it, so a cursor names its life.
+    epoch: Epoch,
     json: Json,
     /// The topic's running byte total after this message (see
     /// [`Message::end`]): what lets a stream tell in O(1) how much it still
@@ -108,9 +113,11 @@ struct MessageInner {
     /// The `<p>…</p>` element, filled on first use: most deployments never
     /// ask for XML, so paying for it at publish would be waste.
     xml: OnceLock<Box<str>>,
-    /// `id: N\ndata: JSON\n\n`, filled when the first SSE stream sends it.
+    /// `id: N@EPOCH\ndata: JSON\n\n`, filled when the first SSE stream
+    /// sends it.
     sse: OnceLock<Bytes>,
-    /// `{"id":N,"data":JSON}`, filled when the first WebSocket sends it.
+    /// `{"id":N,"epoch":"EPOCH","data":JSON}`, filled when the first
+    /// WebSocket sends it.
     frame: OnceLock<Bytes>,
 }
 
@@ -118,9 +125,10 @@ impl Message {
     /// A message with the id its topic gave it; `end` is the topic's running
     /// byte total once this message is counted in it (the previous message's
     /// `end` plus this one's [`size`](Message::size)).
-    pub fn new(id: u64, json: Json, end: u64) -> Message {
+    pub fn new(id: u64, epoch: Epoch, json: Json, end: u64) -> Message {
         Message(Arc::new(MessageInner {
             id,
+            epoch,
             json,
             end,
             xml: OnceLock::new(),
@@ -132,6 +140,11 @@ impl Message {
     /// The message's id: 1, 2, 3 … within its topic.
     pub fn id(&self) -> u64 {
         self.0.id
+    }
+
+    /// The epoch of the topic life the id belongs to.
+    pub fn epoch(&self) -> Epoch {
+        self.0.epoch
     }
 
     /// The message's JSON.
@@ -157,24 +170,31 @@ impl Message {
         self.0.end.saturating_sub(self.size())
     }
 
-    /// The message as one SSE event, `id: N\ndata: JSON\n\n`, encoded once
-    /// and shared by every stream (the JSON is compact, so one line).
+    /// The message as one SSE event, `id: N@EPOCH\ndata: JSON\n\n`, encoded
+    /// once and shared by every stream (the JSON is compact, so one line).
+    /// The id carries the epoch so that the `Last-Event-ID` a browser sends
+    /// back names the topic life it is from.
     pub fn sse(&self) -> &Bytes {
         self.0.sse.get_or_init(|| {
             let json = self.0.json.as_str();
             let mut out = String::with_capacity(json.len() + 32);
-            let _ = write!(out, "id: {}\ndata: {json}\n\n", self.0.id);
+            let _ = write!(out, "id: {}@{}\ndata: {json}\n\n", self.0.id, self.0.epoch);
             Bytes::from(out)
         })
     }
 
     /// The message as one WebSocket text frame's payload,
-    /// `{"id":N,"data":JSON}`, encoded once and shared by every socket.
+    /// `{"id":N,"epoch":"EPOCH","data":JSON}`, encoded once and shared by
+    /// every socket.
     pub fn frame(&self) -> &Bytes {
         self.0.frame.get_or_init(|| {
             let json = self.0.json.as_str();
             let mut out = String::with_capacity(json.len() + 32);
-            let _ = write!(out, r#"{{"id":{},"data":{json}}}"#, self.0.id);
+            let _ = write!(
+                out,
+                r#"{{"id":{},"epoch":"{}","data":{json}}}"#,
+                self.0.id, self.0.epoch
+            );
             Bytes::from(out)
         })
     }
@@ -217,7 +237,12 @@ mod tests {
 
     #[test]
     fn xml_is_encoded_once_and_shared_by_clones() {
-        let message = Message::new(1, Json::from(serde_json::json!({"x": ["hello!"]})), 14);
+        let message = Message::new(
+            1,
+            Epoch::from_bits(0),
+            Json::from(serde_json::json!({"x": ["hello!"]})),
+            14,
+        );
         let copy = message.clone();
         assert_eq!(message.xml(), "<p><x>hello!</x></p>");
         assert!(std::ptr::eq(message.xml(), copy.xml()));
@@ -225,20 +250,33 @@ mod tests {
 
     #[test]
     fn sse_and_websocket_forms_are_encoded_once_and_shared_by_clones() {
-        let message = Message::new(7, Json::from(serde_json::json!({"b": 1, "a": "x"})), 100);
+        let message = Message::new(
+            7,
+            Epoch::from_bits(0),
+            Json::from(serde_json::json!({"b": 1, "a": "x"})),
+            100,
+        );
         let copy = message.clone();
         assert_eq!(
             &message.sse()[..],
-            b"id: 7\ndata: {\"b\":1,\"a\":\"x\"}\n\n"
+            b"id: 7@aaaaaaaa\ndata: {\"b\":1,\"a\":\"x\"}\n\n"
         );
-        assert_eq!(&message.frame()[..], br#"{"id":7,"data":{"b":1,"a":"x"}}"#);
+        assert_eq!(
+            &message.frame()[..],
+            br#"{"id":7,"epoch":"aaaaaaaa","data":{"b":1,"a":"x"}}"#
+        );
         assert_eq!(message.sse().as_ptr(), copy.sse().as_ptr());
         assert_eq!(message.frame().as_ptr(), copy.frame().as_ptr());
     }
 
     #[test]
     fn a_message_knows_where_it_sits_in_its_topics_byte_count() {
-        let message = Message::new(3, Json::from(serde_json::json!("abc")), 40);
+        let message = Message::new(
+            3,
+            Epoch::from_bits(0),
+            Json::from(serde_json::json!("abc")),
+            40,
+        );
         assert_eq!(
             (message.size(), message.start(), message.end()),
             (5, 35, 40)

@@ -192,6 +192,11 @@ impl Socket {
 
     /// The next step at `now`.
     pub fn poll(&mut self, now: Instant) -> SocketStep {
+        if self.feed.take_reset() {
+            // Said at once, before anything of the new life arrives.
+            self.feed.sent_at(now);
+            return SocketStep::Send(crate::Chunks(vec![crate::batch::frame_reset()]));
+        }
         match self.feed.poll(now) {
             FeedStep::Deliver(batch) => {
                 let mut frames = Vec::with_capacity(batch.messages.len() + 1);

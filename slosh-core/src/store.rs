@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::epoch::Epoch;
 use crate::message::{Json, Message};
 
 /// A topic's message buffer: the last `queue` messages with ids 1, 2, 3 …
@@ -32,6 +33,39 @@ pub trait Log: Send + Sync {
 
     /// How many messages are buffered now.
     fn buffered(&self) -> usize;
+
+    /// This life's epoch: it changes whenever the ids start again, so a
+    /// cursor from another life is never read as a place in this one.
+    fn epoch(&self) -> Epoch;
+}
+
+/// A shared log is a log: a store whose logs outlive a hub (a test's
+/// stand-in for a server restart over a durable store, an embedder's own
+/// cache) hands each hub an `Arc` of the same one.
+impl<L: Log + ?Sized> Log for std::sync::Arc<L> {
+    fn append(&self, json: Json) -> Message {
+        (**self).append(json)
+    }
+
+    fn read_after(&self, after: u64, out: &mut Vec<Message>) -> u64 {
+        (**self).read_after(after, out)
+    }
+
+    fn max(&self) -> u64 {
+        (**self).max()
+    }
+
+    fn head(&self) -> Head {
+        (**self).head()
+    }
+
+    fn buffered(&self) -> usize {
+        (**self).buffered()
+    }
+
+    fn epoch(&self) -> Epoch {
+        (**self).epoch()
+    }
 }
 
 /// Where a log's newest message is: its id and the running byte total
@@ -52,6 +86,8 @@ pub struct Head {
 pub struct MemoryLog {
     ring: Mutex<Ring>,
     capacity: usize,
+    /// Every memory log is a new life: its ids start at 1.
+    epoch: Epoch,
 }
 
 struct Ring {
@@ -62,8 +98,9 @@ struct Ring {
 }
 
 impl MemoryLog {
-    /// A log keeping the newest `capacity` messages (at least one).
-    pub fn new(capacity: usize) -> MemoryLog {
+    /// A log keeping the newest `capacity` messages (at least one), in a
+    /// new life whose epoch is `epoch`.
+    pub fn new(capacity: usize, epoch: Epoch) -> MemoryLog {
         let capacity = capacity.max(1);
         MemoryLog {
             // Grown on demand: most topics hold a handful of messages, and a
@@ -74,6 +111,7 @@ impl MemoryLog {
                 end: 0,
             }),
             capacity,
+            epoch,
         }
     }
 
@@ -89,7 +127,7 @@ impl Log for MemoryLog {
         let mut ring = self.lock();
         ring.max += 1;
         ring.end += json.len() as u64;
-        let message = Message::new(ring.max, json, ring.end);
+        let message = Message::new(ring.max, self.epoch, json, ring.end);
         if ring.messages.len() == self.capacity {
             // Dropping the evicted message outside the lock would be nicer,
             // but it is only a reference-count decrement in the common case
@@ -126,6 +164,10 @@ impl Log for MemoryLog {
     fn buffered(&self) -> usize {
         self.lock().messages.len()
     }
+
+    fn epoch(&self) -> Epoch {
+        self.epoch
+    }
 }
 
 #[cfg(test)]
@@ -133,7 +175,7 @@ mod tests {
     use super::*;
 
     fn log_with(capacity: usize, count: u64) -> MemoryLog {
-        let log = MemoryLog::new(capacity);
+        let log = MemoryLog::new(capacity, Epoch::from_bits(0));
         for i in 1..=count {
             let message = log.append(Json::from(serde_json::json!(i)));
             assert_eq!(message.id(), i);
@@ -170,7 +212,7 @@ mod tests {
 
     #[test]
     fn the_running_byte_total_counts_evicted_messages_too() {
-        let log = MemoryLog::new(2);
+        let log = MemoryLog::new(2, Epoch::from_bits(0));
         for text in ["1", "22", "333"] {
             log.append(Json::from(serde_json::json!(text)));
         }

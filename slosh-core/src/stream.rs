@@ -130,6 +130,9 @@ impl EventStream {
         if !self.started {
             self.started = true;
             out.push(Bytes::from_static(SSE_RETRY.as_bytes()));
+            if self.feed.take_reset() {
+                out.push(crate::batch::sse_reset());
+            }
             self.feed.sent_at(now);
         }
         match self.feed.poll(now) {

@@ -124,6 +124,7 @@ impl Topic {
         serde_json::json!({
             "topic": self.name.as_str(),
             "max": self.log.max(),
+            "epoch": self.log.epoch().as_str(),
             "buffered": self.log.buffered(),
             "subscribers": self.subscribers.load(Ordering::SeqCst),
             "sessions": self.sessions.load(Ordering::SeqCst),

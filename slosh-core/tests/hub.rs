@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use slosh_core::{
-    Hub, Listener, LongPoll, Mode, Outcome, Request, Response, Settings, StreamStep, Verdict, Wake,
+    Epoch, Hub, Listener, LongPoll, Mode, Outcome, Request, Response, Settings, StreamStep,
+    Verdict, Wake,
 };
 
 /// A hub and a clock the test moves by hand.
@@ -23,7 +24,12 @@ impl Clock {
     }
 
     fn with(settings: Settings) -> Clock {
-        Clock::new(Hub::builder().settings(settings).build())
+        Clock::new(
+            Hub::builder()
+                .epochs(|| Epoch::from_bits(0))
+                .settings(settings)
+                .build(),
+        )
     }
 
     fn advance(&mut self, by: Duration) {
@@ -121,7 +127,7 @@ fn cookie_of(response: &Response) -> String {
 
 #[test]
 fn the_original_xml_walkthrough() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     // A GET that waits …
     let mut poll = clock.park("/topics/chat");
     assert!(poll.poll(clock.now).is_wait());
@@ -137,7 +143,7 @@ fn the_original_xml_walkthrough() {
     assert_eq!(answer.header("Cache-Control"), Some("no-cache, no-store"));
     assert_eq!(
         body_text(&answer),
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<res max=\"1\" saw=\"1\" delivering=\"1\"><p><x>hello!</x></p></res>"
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<res max=\"1\" epoch=\"aaaaaaaa\" saw=\"1\" delivering=\"1\"><p><x>hello!</x></p></res>"
     );
     // Three more, then a client that saw only the first.
     for text in ["two", "three", "four"] {
@@ -146,23 +152,26 @@ fn the_original_xml_walkthrough() {
     let answer = clock.get_now("/topics/chat.json?n=1");
     assert_eq!(
         body_text(&answer),
-        r#"{"max":4,"saw":3,"delivering":3,"res":[{"x":["two"]},{"x":["three"]},{"x":["four"]}]}"#
+        r#"{"max":4,"epoch":"aaaaaaaa","saw":3,"delivering":3,"res":[{"x":["two"]},{"x":["three"]},{"x":["four"]}]}"#
     );
     assert_eq!(answer.header("Content-Type"), Some("application/json"));
 }
 
 #[test]
 fn long_poll_answers_at_once_when_messages_are_buffered() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     clock.post_json("t", "1");
     clock.post_json("t", "2");
     let answer = body_json(&clock.get_now("/topics/t.json?n=0"));
-    assert_eq!(answer, json!({"max":2,"saw":2,"delivering":2,"res":[1,2]}));
+    assert_eq!(
+        answer,
+        json!({"max":2,"epoch":"aaaaaaaa","saw":2,"delivering":2,"res":[1,2]})
+    );
 }
 
 #[test]
 fn long_poll_times_out_with_an_empty_batch_at_the_deadline() {
-    let mut clock = Clock::new(Hub::default());
+    let mut clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     clock.post_json("t", "1");
     let mut poll = clock.park("/topics/t.json?n=1");
     assert_eq!(poll.deadline(), Some(clock.now + Duration::from_secs(30)));
@@ -170,7 +179,10 @@ fn long_poll_times_out_with_an_empty_batch_at_the_deadline() {
     assert!(poll.poll(clock.now).is_wait());
     clock.advance(Duration::from_secs(1));
     let answer = body_json(&ready(&mut poll, clock.now));
-    assert_eq!(answer, json!({"max":1,"saw":0,"delivering":0,"res":[]}));
+    assert_eq!(
+        answer,
+        json!({"max":1,"epoch":"aaaaaaaa","saw":0,"delivering":0,"res":[]})
+    );
 }
 
 #[test]
@@ -185,7 +197,7 @@ fn a_zero_poll_timeout_parks_without_a_deadline() {
 
 #[test]
 fn every_parked_poll_is_answered_by_one_publish() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     let mut polls: Vec<LongPoll> = (0..500).map(|_| clock.park("/topics/t.json?n=0")).collect();
     let listeners: Vec<_> = polls
         .iter_mut()
@@ -213,7 +225,7 @@ fn every_parked_poll_is_answered_by_one_publish() {
 
 #[test]
 fn a_client_that_goes_away_is_forgotten_at_once() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     let poll = clock.park("/topics/t.json?n=0");
     assert_eq!(clock.info("t").unwrap()["subscribers"], 1);
     drop(poll);
@@ -259,14 +271,14 @@ fn session_ids_come_from_the_source_the_hub_was_given() {
 
 #[test]
 fn a_new_client_gets_a_session_at_max_and_sees_only_new_messages() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     clock.post_json("t", "1");
     let mut poll = clock.park("/topics/t.json");
     clock.post_json("t", "2");
     let answer = ready(&mut poll, clock.now);
     assert_eq!(
         body_json(&answer),
-        json!({"max":2,"saw":1,"delivering":1,"res":[2]})
+        json!({"max":2,"epoch":"aaaaaaaa","saw":1,"delivering":1,"res":[2]})
     );
     let set_cookie = answer.header("Set-Cookie").unwrap();
     assert!(set_cookie.starts_with("slosh_session="));
@@ -282,7 +294,7 @@ fn a_new_client_gets_a_session_at_max_and_sees_only_new_messages() {
     };
     assert_eq!(
         body_json(&answer),
-        json!({"max":4,"saw":2,"delivering":2,"res":[3,4]})
+        json!({"max":4,"epoch":"aaaaaaaa","saw":2,"delivering":2,"res":[3,4]})
     );
     assert_eq!(
         answer.header("Set-Cookie"),
@@ -300,7 +312,7 @@ fn a_new_client_gets_a_session_at_max_and_sees_only_new_messages() {
 
 #[test]
 fn n_moves_the_session_cursor_to_max() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     let cookie = {
         let mut poll = clock.park("/topics/t.json");
         clock.post_json("t", "1");
@@ -320,7 +332,7 @@ fn n_moves_the_session_cursor_to_max() {
 
 #[test]
 fn cursors_are_per_topic() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     let cookie = {
         let mut poll = clock.park("/topics/a.json");
         clock.post_json("a", "1");
@@ -339,7 +351,7 @@ fn cursors_are_per_topic() {
 
 #[test]
 fn an_unknown_cookie_is_treated_as_no_session() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     clock.post_json("t", "1");
     let mut poll = match clock.get_with_cookie(
         "/topics/t.json",
@@ -359,7 +371,7 @@ fn an_unknown_cookie_is_treated_as_no_session() {
 
 #[test]
 fn sessions_expire_when_idle_but_not_while_parked() {
-    let mut clock = Clock::new(Hub::default());
+    let mut clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     let cookie = {
         let mut poll = clock.park("/topics/t.json");
         clock.post_json("t", "1");
@@ -384,16 +396,19 @@ fn sessions_expire_when_idle_but_not_while_parked() {
 
 #[test]
 fn a_cursor_above_max_counts_as_zero() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     clock.post_json("t", "1");
     clock.post_json("t", "2");
     let answer = body_json(&clock.get_now("/topics/t.json?n=999"));
-    assert_eq!(answer, json!({"max":2,"saw":2,"delivering":2,"res":[1,2]}));
+    assert_eq!(
+        answer,
+        json!({"max":2,"epoch":"aaaaaaaa","saw":2,"delivering":2,"res":[1,2]})
+    );
 }
 
 #[test]
 fn a_session_cursor_from_an_earlier_life_of_the_topic_counts_as_zero() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     let cookie = {
         let mut poll = clock.park("/topics/t.json");
         for i in 1..=5 {
@@ -409,7 +424,7 @@ fn a_session_cursor_from_an_earlier_life_of_the_topic_counts_as_zero() {
     };
     assert_eq!(
         body_json(&answer),
-        json!({"max":1,"saw":1,"delivering":1,"res":["new life"]})
+        json!({"max":1,"epoch":"aaaaaaaa","saw":1,"delivering":1,"res":["new life"]})
     );
 }
 
@@ -425,13 +440,13 @@ fn buffer_overflow_is_visible_as_saw_above_delivering() {
     let answer = body_json(&clock.get_now("/topics/t.json?n=2"));
     assert_eq!(
         answer,
-        json!({"max":10,"saw":8,"delivering":3,"res":[8,9,10]})
+        json!({"max":10,"epoch":"aaaaaaaa","saw":8,"delivering":3,"res":[8,9,10]})
     );
 }
 
 #[test]
 fn format_follows_suffix_then_accept() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     clock.post_json("t", "1");
     let json = clock
         .respond(Request::new("GET", "/topics/t?n=0").with_header("Accept", "application/json"));
@@ -450,7 +465,7 @@ fn format_follows_suffix_then_accept() {
 
 #[test]
 fn publish_bodies_of_every_kind() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     let cases: [(Option<&str>, &str, Value); 8] = [
         (
             Some("application/json"),
@@ -673,7 +688,7 @@ fn mailbox_topics_are_kept_by_subscribers_not_sessions() {
 
 #[test]
 fn normal_topics_are_removed_after_topic_idle() {
-    let mut clock = Clock::new(Hub::default());
+    let mut clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     clock.post_json("t", "1");
     clock.run_for(250);
     clock.post_json("t", "2");
@@ -746,7 +761,7 @@ fn too_many_subscribers_is_503() {
 
 #[test]
 fn delete_answers_parked_polls_and_removes_the_buffer() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     clock.post_json("t", "1");
     let mut poll = clock.park("/topics/t.json?n=1");
     let deleted = clock.respond(Request::new("DELETE", "/topics/t"));
@@ -761,7 +776,7 @@ fn delete_answers_parked_polls_and_removes_the_buffer() {
 
 #[test]
 fn shutdown_answers_parked_polls_and_ends_streams() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     let mut poll = clock.park("/topics/t.json");
     let mut stream = match clock.get("/topics/t.sse") {
         Outcome::Stream(stream) => stream,
@@ -777,7 +792,7 @@ fn shutdown_answers_parked_polls_and_ends_streams() {
 
 #[test]
 fn info_and_list_describe_topics_without_creating_them() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     assert_eq!(clock.get_now("/topics/none.info").status, 404);
     assert_eq!(clock.hub.topic_count(), 0);
     clock.post_json("b", "1");
@@ -786,20 +801,20 @@ fn info_and_list_describe_topics_without_creating_them() {
     let _poll = clock.park("/topics/a.json");
     assert_eq!(
         clock.info("a").unwrap(),
-        json!({"topic":"a","max":2,"buffered":2,"subscribers":1,"sessions":1})
+        json!({"topic":"a","max":2,"epoch":"aaaaaaaa","buffered":2,"subscribers":1,"sessions":1})
     );
     let list = body_json(&clock.get_now("/topics"));
     assert_eq!(list["topics"].as_array().unwrap().len(), 2);
     assert_eq!(list["topics"][0]["topic"], "a");
     assert_eq!(
         list["topics"][1],
-        json!({"topic":"b","max":1,"buffered":1,"subscribers":0,"sessions":0})
+        json!({"topic":"b","max":1,"epoch":"aaaaaaaa","buffered":1,"subscribers":0,"sessions":0})
     );
 }
 
 #[test]
 fn bad_requests_get_the_status_the_spec_names() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     let cases: [(&str, &str, u16); 12] = [
         ("GET", "/topics/a%2Fb", 400),
         ("GET", "/topics/.json", 400),
@@ -832,7 +847,12 @@ fn bad_requests_get_the_status_the_spec_names() {
 
 #[test]
 fn publish_needs_the_token_when_one_is_set() {
-    let clock = Clock::new(Hub::builder().publish_token("s3cret").build());
+    let clock = Clock::new(
+        Hub::builder()
+            .epochs(|| Epoch::from_bits(0))
+            .publish_token("s3cret")
+            .build(),
+    );
     let refused = clock.post_json("t", "1");
     assert_eq!(refused.status, 401);
     let wrong = clock.respond(
@@ -861,7 +881,7 @@ fn publish_needs_the_token_when_one_is_set() {
 
 #[test]
 fn health_and_metrics_answer() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     clock.post_json("t", "1");
     let health = clock.get_now("/healthz");
     assert_eq!((health.status, body_text(&health)), (200, "ok"));
@@ -888,7 +908,7 @@ fn sent(step: StreamStep) -> String {
 
 #[test]
 fn sse_opens_with_retry_then_sends_only_new_messages() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     clock.post_json("t", "1");
     let mut stream = open_stream(&clock, Request::new("GET", "/topics/t.sse"));
     let head = stream.head();
@@ -901,13 +921,13 @@ fn sse_opens_with_retry_then_sends_only_new_messages() {
     clock.post_json("t", "3");
     assert_eq!(
         sent(stream.poll(clock.now)),
-        "id: 2\ndata: {\"event\":\"Some Event Text\"}\n\nid: 3\ndata: 3\n\n"
+        "id: 2@aaaaaaaa\ndata: {\"event\":\"Some Event Text\"}\n\nid: 3@aaaaaaaa\ndata: 3\n\n"
     );
 }
 
 #[test]
 fn sse_resumes_from_last_event_id_which_wins_over_n() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     for i in 1..=4 {
         clock.post_json("t", &i.to_string());
     }
@@ -917,16 +937,16 @@ fn sse_resumes_from_last_event_id_which_wins_over_n() {
     );
     assert_eq!(
         sent(stream.poll(clock.now)),
-        "retry: 3000\n\nid: 3\ndata: 3\n\nid: 4\ndata: 4\n\n"
+        "retry: 3000\n\nid: 3@aaaaaaaa\ndata: 3\n\nid: 4@aaaaaaaa\ndata: 4\n\n"
     );
     let mut stream = open_stream(&clock, Request::new("GET", "/topics/t.sse?n=3"));
     assert_eq!(
         sent(stream.poll(clock.now)),
-        "retry: 3000\n\nid: 4\ndata: 4\n\n"
+        "retry: 3000\n\nid: 4@aaaaaaaa\ndata: 4\n\n"
     );
     // A resume point above max counts as 0.
     let mut stream = open_stream(&clock, Request::new("GET", "/topics/t.sse?n=99"));
-    assert!(sent(stream.poll(clock.now)).contains("id: 1\ndata: 1\n\n"));
+    assert!(sent(stream.poll(clock.now)).contains("id: 1@aaaaaaaa\ndata: 1\n\n"));
     let bad = clock.respond(Request::new("GET", "/topics/t.sse").with_header("Last-Event-ID", "x"));
     assert_eq!(bad.status, 400);
 }
@@ -946,13 +966,13 @@ fn sse_announces_a_gap_when_the_resume_point_is_older_than_the_buffer() {
     );
     assert_eq!(
         sent(stream.poll(clock.now)),
-        "retry: 3000\n\nevent: gap\ndata: {\"missed\":2}\n\nid: 4\ndata: 4\n\nid: 5\ndata: 5\n\n"
+        "retry: 3000\n\nevent: gap\ndata: {\"missed\":2}\n\nid: 4@aaaaaaaa\ndata: 4\n\nid: 5@aaaaaaaa\ndata: 5\n\n"
     );
 }
 
 #[test]
 fn sse_pings_after_each_idle_heartbeat() {
-    let mut clock = Clock::new(Hub::default());
+    let mut clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     let mut stream = open_stream(&clock, Request::new("GET", "/topics/t.sse"));
     sent(stream.poll(clock.now));
     let deadline = match stream.poll(clock.now) {
@@ -974,7 +994,7 @@ fn sse_pings_after_each_idle_heartbeat() {
 
 #[test]
 fn sse_ends_when_the_topic_is_deleted() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     let mut stream = open_stream(&clock, Request::new("GET", "/topics/t.sse"));
     sent(stream.poll(clock.now));
     assert_eq!(clock.info("t").unwrap()["subscribers"], 1);
@@ -984,7 +1004,7 @@ fn sse_ends_when_the_topic_is_deleted() {
 
 #[test]
 fn a_browser_reconnecting_to_a_deleted_topic_is_told_to_stop() {
-    let mut clock = Clock::new(Hub::default());
+    let mut clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     clock.post_json("t", "1");
     clock.hub.delete("t");
     // What EventSource sends when it reconnects: 204 ends its retries, and
@@ -1006,7 +1026,7 @@ fn a_browser_reconnecting_to_a_deleted_topic_is_told_to_stop() {
 
 #[test]
 fn a_removed_topic_is_forgotten_after_five_minutes_or_a_publish() {
-    let mut clock = Clock::new(Hub::default());
+    let mut clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     clock.post_json("a", "1");
     clock.post_json("b", "1");
     clock.hub.delete("a");
@@ -1048,7 +1068,7 @@ fn a_browser_reconnecting_to_an_expired_mailbox_is_told_to_stop() {
 
 #[test]
 fn the_built_in_demo_is_served_outside_topics_unless_turned_off() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     for path in [
         "/",
         "/index.html",
@@ -1083,7 +1103,7 @@ fn the_built_in_demo_is_served_outside_topics_unless_turned_off() {
 
 #[test]
 fn without_cors_origins_no_cors_header_is_sent() {
-    let clock = Clock::new(Hub::default());
+    let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     clock.post_json("t", "1");
     let answer = clock.respond(
         Request::new("GET", "/topics/t.json?n=0").with_header("Origin", "https://a.example"),

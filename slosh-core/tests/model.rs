@@ -1,14 +1,18 @@
 //! Property test: random sequences of publish, poll with a cursor, poll by
-//! session, session expiry, delete and SSE resume, run against the hub and
-//! against a plain model of SPEC 3 and 5. Every answer's `max`, `saw`,
-//! `delivering`, ids and order must match the model.
+//! session, session expiry, delete, restart (a new hub: what a memory store
+//! is after the process restarts) and SSE resume, run against the hub and
+//! against a plain model of SPEC 3 and 5 and of epochs. Every answer's
+//! `max`, `epoch`, `reset`, `saw`, `delivering`, ids and order must match
+//! the model, with cursors bare, of this epoch, or of an earlier one.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use serde_json::Value;
-use slosh_core::{Hub, Outcome, Request, Response, Settings, StreamStep, Wake};
+use slosh_core::{Epoch, Hub, Outcome, Request, Response, Settings, StreamStep, Wake};
 
 const CLIENTS: usize = 3;
 
@@ -16,8 +20,8 @@ const CLIENTS: usize = 3;
 enum Op {
     Publish(i64),
     /// Poll with `n` = max + offset − 2 (clamped at 0), so cursors below,
-    /// at and above max all occur.
-    PollN(u8),
+    /// at and above max all occur, in a [`Tag`] form.
+    PollN(u8, Tag),
     /// Poll as client k with its session cookie, if it has one.
     PollSession(usize),
     /// 31 s pass and the sweeper runs: every session expires.
@@ -25,17 +29,36 @@ enum Op {
     /// DELETE: the topic's next life starts at id 1.
     Delete,
     /// Open an SSE stream resuming at max + offset − 2 and read once.
-    Stream(u8),
+    Stream(u8, Tag),
+    /// The server restarts with a memory store: a new hub, everything
+    /// forgotten, the topic's next life in a new epoch.
+    Restart,
+}
+
+/// How a cursor names its epoch.
+#[derive(Debug, Clone, Copy)]
+enum Tag {
+    /// `57`: taken in the current epoch.
+    Bare,
+    /// `57@E` with the topic's current epoch.
+    Current,
+    /// `57@E` with an epoch of no current life (an earlier one).
+    Stale,
+}
+
+fn tag() -> impl Strategy<Value = Tag> {
+    prop_oneof![Just(Tag::Bare), Just(Tag::Current), Just(Tag::Stale)]
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => any::<i64>().prop_map(Op::Publish),
-        2 => (0u8..6).prop_map(Op::PollN),
+        2 => ((0u8..6), tag()).prop_map(|(o, t)| Op::PollN(o, t)),
         3 => (0..CLIENTS).prop_map(Op::PollSession),
         1 => Just(Op::Expire),
         1 => Just(Op::Delete),
-        1 => (0u8..6).prop_map(Op::Stream),
+        1 => ((0u8..6), tag()).prop_map(|(o, t)| Op::Stream(o, t)),
+        1 => Just(Op::Restart),
     ]
 }
 
@@ -57,9 +80,29 @@ struct Model {
     /// stop (204) until the topic exists again or five minutes pass. The
     /// inner value is the sweep that first saw the removal.
     gone: Option<Option<Instant>>,
+    /// How many lives the topic has had: each creation draws the next
+    /// epoch from the hub's counter.
+    creations: u64,
 }
 
 impl Model {
+    /// The current life's epoch (the hub's source counts from 0).
+    fn epoch(&self) -> Epoch {
+        Epoch::from_bits(self.creations.saturating_sub(1))
+    }
+
+    /// `cursor` as the client writes it, and whether the hub must read it
+    /// as a reset.
+    fn cursor_text(&self, cursor: u64, tag: Tag) -> (String, bool) {
+        match tag {
+            Tag::Bare => (cursor.to_string(), false),
+            Tag::Current if self.exists => (format!("{cursor}@{}", self.epoch()), false),
+            // With no life now, every epoch a client holds is an earlier
+            // one's.
+            Tag::Current | Tag::Stale => (format!("{cursor}@{}", Epoch::from_bits(1 << 39)), true),
+        }
+    }
+
     fn max(&self) -> u64 {
         self.messages.len() as u64
     }
@@ -80,6 +123,10 @@ impl Model {
 
 fn parse(response: &Response) -> (u64, u64, Vec<i64>) {
     let body: Value = serde_json::from_slice(&response.body).unwrap();
+    assert!(
+        body["epoch"].as_str().and_then(Epoch::parse).is_some(),
+        "{body}"
+    );
     let res: Vec<i64> = body["res"]
         .as_array()
         .unwrap()
@@ -108,7 +155,17 @@ fn run(queue: usize, ops: Vec<Op>) {
         topic_idle: Duration::from_secs(1_000_000),
         ..Settings::default()
     };
-    let hub = Hub::builder().settings(settings).build();
+    // One counter across restarts: every life gets a new epoch, as the
+    // random source gives in production.
+    let counter = Arc::new(AtomicU64::new(0));
+    let build = || {
+        let counter = Arc::clone(&counter);
+        Hub::builder()
+            .settings(settings.clone())
+            .epochs(move || Epoch::from_bits(counter.fetch_add(1, Ordering::Relaxed)))
+            .build()
+    };
+    let mut hub = build();
     let mut now = Instant::now();
     let mut model = Model {
         queue,
@@ -116,7 +173,13 @@ fn run(queue: usize, ops: Vec<Op>) {
     };
 
     for op in ops {
-        let touches = !matches!(op, Op::Delete | Op::Expire);
+        let touches = !matches!(op, Op::Delete | Op::Expire | Op::Restart);
+        // The op creates the topic (unless it is refused): its life's epoch
+        // is the hub's next.
+        let created = touches && !model.exists;
+        if created {
+            model.creations += 1;
+        }
         match op {
             Op::Publish(value) => {
                 let response = match hub.handle(
@@ -132,10 +195,11 @@ fn run(queue: usize, ops: Vec<Op>) {
                 let body: Value = serde_json::from_slice(&response.body).unwrap();
                 assert_eq!(body["id"].as_u64(), Some(model.max()));
             }
-            Op::PollN(offset) => {
+            Op::PollN(offset, tag) => {
                 let cursor = (model.max() + u64::from(offset)).saturating_sub(2);
-                let target = format!("/topics/t.json?n={cursor}");
-                let expected = model.batch(cursor);
+                let (text, reset) = model.cursor_text(cursor, tag);
+                let target = format!("/topics/t.json?n={text}");
+                let expected = model.batch(if reset { 0 } else { cursor });
                 match hub.handle(Request::new("GET", &target), now) {
                     Outcome::Respond(response) => {
                         assert!(
@@ -143,6 +207,9 @@ fn run(queue: usize, ops: Vec<Op>) {
                             "answered at once with nothing to deliver"
                         );
                         expect(&response, expected);
+                        let body: Value = serde_json::from_slice(&response.body).unwrap();
+                        assert_eq!(body["epoch"], model.epoch().as_str());
+                        assert_eq!(body.get("reset").is_some(), reset, "{body}");
                     }
                     Outcome::Park(_) => {
                         assert!(expected.2.is_empty(), "parked with messages buffered")
@@ -221,15 +288,29 @@ fn run(queue: usize, ops: Vec<Op>) {
                 model.exists = false;
                 model.messages.clear();
             }
-            Op::Stream(offset) => {
+            Op::Restart => {
+                hub = build();
+                model.messages.clear();
+                model.exists = false;
+                model.gone = None;
+                model.life += 1;
+                model.cursors.clear();
+                for (_, known) in model.cookies.iter_mut().flatten() {
+                    *known = false;
+                }
+            }
+            Op::Stream(offset, tag) => {
                 let resume = (model.max() + u64::from(offset)).saturating_sub(2);
-                let id = resume.to_string();
+                let (id, reset) = model.cursor_text(resume, tag);
                 let request =
                     Request::new("GET", "/topics/t.sse").with_header("Last-Event-ID", &id);
                 let mut stream = match hub.handle(request, now) {
                     Outcome::Stream(stream) => stream,
                     Outcome::Respond(response) if model.gone.is_some() && !model.exists => {
                         assert_eq!(response.status, 204, "a reconnect to a deleted topic");
+                        if created {
+                            model.creations -= 1;
+                        }
                         // Nothing created: the topic stays gone.
                         continue;
                     }
@@ -239,14 +320,19 @@ fn run(queue: usize, ops: Vec<Op>) {
                     StreamStep::Send(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
                     other => panic!("{other:?}"),
                 };
-                let (_, saw, messages) = model.batch(resume);
+                let (_, saw, messages) = model.batch(if reset { 0 } else { resume });
                 let mut expected = String::from("retry: 3000\n\n");
                 let missed = saw - messages.len() as u64;
-                if missed > 0 {
+                if reset {
+                    // One uncounted gap covers the earlier life and any
+                    // overflow of this one.
+                    expected.push_str("event: gap\ndata: {\"missed\":null}\n\n");
+                } else if missed > 0 {
                     expected.push_str(&format!("event: gap\ndata: {{\"missed\":{missed}}}\n\n"));
                 }
+                let epoch = model.epoch();
                 for (id, value) in messages {
-                    expected.push_str(&format!("id: {id}\ndata: {value}\n\n"));
+                    expected.push_str(&format!("id: {id}@{epoch}\ndata: {value}\n\n"));
                 }
                 assert_eq!(text, expected);
             }

@@ -6,14 +6,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use slosh_core::{
-    metrics::SubscriberKind, EndReason, EventStream, Hub, Listener, Outcome, Request, Settings,
-    Socket, SocketStep, StreamStep, Wake,
+    metrics::SubscriberKind, EndReason, Epoch, EventStream, Hub, Listener, Outcome, Request,
+    Settings, Socket, SocketStep, StreamStep, Wake,
 };
 
 const KIB: usize = 1024;
 
 fn hub_with(settings: Settings) -> Hub {
-    Hub::builder().settings(settings).build()
+    Hub::builder()
+        .epochs(|| Epoch::from_bits(0))
+        .settings(settings)
+        .build()
 }
 
 fn small_bound() -> Settings {
@@ -151,7 +154,7 @@ fn the_stall_watch_drops_a_subscriber_whose_socket_stopped_taking_data() {
 
 #[test]
 fn the_stall_watch_also_ends_on_delete_and_shutdown() {
-    let hub = Hub::default();
+    let hub = Hub::builder().epochs(|| Epoch::from_bits(0)).build();
     let now = Instant::now();
     let stall = stream(&hub, "/topics/t.sse", now).stall();
     assert!(stall.check().is_wait());
@@ -167,7 +170,7 @@ fn the_stall_watch_also_ends_on_delete_and_shutdown() {
 
 #[test]
 fn a_socket_sends_each_message_as_an_id_and_data_frame() {
-    let hub = Hub::default();
+    let hub = Hub::builder().epochs(|| Epoch::from_bits(0)).build();
     let now = Instant::now();
     hub.publish("t", &json!("old")).unwrap();
     let mut socket = socket(&hub, Request::new("GET", "/topics/t"), now);
@@ -184,7 +187,7 @@ fn a_socket_sends_each_message_as_an_id_and_data_frame() {
     };
     assert_eq!(
         sent.to_vec(),
-        br#"{"id":2,"data":{"b":1,"a":2}}{"id":3,"data":[3]}"#
+        br#"{"id":2,"epoch":"aaaaaaaa","data":{"b":1,"a":2}}{"id":3,"epoch":"aaaaaaaa","data":[3]}"#
     );
     drop(socket);
     assert_eq!(hub.info("t").unwrap()["subscribers"], 0);
@@ -205,12 +208,15 @@ fn a_socket_resumes_with_n_and_announces_a_gap() {
         frames(socket.poll(now)),
         vec![
             json!({"missed": 2}),
-            json!({"id": 4, "data": 4}),
-            json!({"id": 5, "data": 5})
+            json!({"id": 4, "epoch": "aaaaaaaa", "data": 4}),
+            json!({"id": 5, "epoch": "aaaaaaaa", "data": 5})
         ]
     );
     let mut socket = socket_at(&hub, "/topics/t?n=4", now);
-    assert_eq!(frames(socket.poll(now)), vec![json!({"id": 5, "data": 5})]);
+    assert_eq!(
+        frames(socket.poll(now)),
+        vec![json!({"id": 5, "epoch": "aaaaaaaa", "data": 5})]
+    );
 }
 
 fn socket_at(hub: &Hub, target: &str, now: Instant) -> Socket {
@@ -219,7 +225,7 @@ fn socket_at(hub: &Hub, target: &str, now: Instant) -> Socket {
 
 #[test]
 fn a_text_frame_publishes_like_a_json_post() {
-    let hub = Hub::default();
+    let hub = Hub::builder().epochs(|| Epoch::from_bits(0)).build();
     let now = Instant::now();
     let mut socket = socket_at(&hub, "/topics/t", now);
     assert_eq!(
@@ -228,7 +234,7 @@ fn a_text_frame_publishes_like_a_json_post() {
     );
     assert_eq!(
         frames(socket.poll(now)),
-        vec![json!({"id": 1, "data": {"b": 1, "a": [true]}})]
+        vec![json!({"id": 1, "epoch": "aaaaaaaa", "data": {"b": 1, "a": [true]}})]
     );
     let long_poll = hub
         .handle(Request::new("GET", "/topics/t.json?n=0"), now)
@@ -236,7 +242,7 @@ fn a_text_frame_publishes_like_a_json_post() {
         .unwrap();
     assert_eq!(
         &long_poll.body[..],
-        br#"{"max":1,"saw":1,"delivering":1,"res":[{"b":1,"a":[true]}]}"#
+        br#"{"max":1,"epoch":"aaaaaaaa","saw":1,"delivering":1,"res":[{"b":1,"a":[true]}]}"#
     );
 }
 
@@ -264,8 +270,8 @@ fn a_bad_frame_gets_an_error_frame_and_the_socket_stays_usable() {
     assert_eq!(
         frames(socket.poll(now)),
         vec![
-            json!({"id": 1, "data": "0123456789abcd"}),
-            json!({"id": 2, "data": 2})
+            json!({"id": 1, "epoch": "aaaaaaaa", "data": "0123456789abcd"}),
+            json!({"id": 2, "epoch": "aaaaaaaa", "data": 2})
         ]
     );
     assert_eq!(hub.metrics().rejected_total("too_large"), 1);
@@ -275,7 +281,10 @@ fn a_bad_frame_gets_an_error_frame_and_the_socket_stays_usable() {
 
 #[test]
 fn with_a_publish_token_only_a_socket_that_showed_it_may_publish() {
-    let hub = Hub::builder().publish_token("s3cret").build();
+    let hub = Hub::builder()
+        .epochs(|| Epoch::from_bits(0))
+        .publish_token("s3cret")
+        .build();
     let now = Instant::now();
     let mut reader = socket_at(&hub, "/topics/t", now);
     assert!(error_of(reader.receive_text("1", now)).contains("Authorization"));
@@ -286,12 +295,15 @@ fn with_a_publish_token_only_a_socket_that_showed_it_may_publish() {
         now,
     );
     assert_eq!(writer.receive_text("1", now), None);
-    assert_eq!(frames(reader.poll(now)), vec![json!({"id": 1, "data": 1})]);
+    assert_eq!(
+        frames(reader.poll(now)),
+        vec![json!({"id": 1, "epoch": "aaaaaaaa", "data": 1})]
+    );
 }
 
 #[test]
 fn a_socket_closes_going_away_on_delete_and_shutdown() {
-    let hub = Hub::default();
+    let hub = Hub::builder().epochs(|| Epoch::from_bits(0)).build();
     let now = Instant::now();
     let mut socket = socket_at(&hub, "/topics/t", now);
     hub.delete("t");
@@ -332,7 +344,7 @@ fn a_slow_socket_closes_with_try_again_later() {
 
 #[test]
 fn a_socket_pings_after_each_idle_heartbeat() {
-    let hub = Hub::default();
+    let hub = Hub::builder().epochs(|| Epoch::from_bits(0)).build();
     let mut now = Instant::now();
     let mut socket = socket_at(&hub, "/topics/t", now);
     match socket.poll(now) {
@@ -349,7 +361,7 @@ fn a_socket_pings_after_each_idle_heartbeat() {
 
 #[test]
 fn an_upgrade_is_a_socket_only_on_the_bare_or_json_url_and_needs_a_key() {
-    let hub = Hub::default();
+    let hub = Hub::builder().epochs(|| Epoch::from_bits(0)).build();
     let now = Instant::now();
     let upgrade = |target| hub.handle(handshake(Request::new("GET", target)), now);
     assert!(matches!(upgrade("/topics/a"), Outcome::Socket(_)));
@@ -374,7 +386,7 @@ fn an_upgrade_is_a_socket_only_on_the_bare_or_json_url_and_needs_a_key() {
 /// header; core checks them so both frontends refuse the same requests.
 #[test]
 fn a_handshake_breaking_one_rule_is_refused_naming_the_header() {
-    let hub = Hub::default();
+    let hub = Hub::builder().epochs(|| Epoch::from_bits(0)).build();
     let now = Instant::now();
     let answer = |headers: &[(&str, &str)]| {
         let mut request = Request::new("GET", "/topics/a").with_header("Upgrade", "websocket");
@@ -445,7 +457,7 @@ fn a_handshake_breaking_one_rule_is_refused_naming_the_header() {
 
 #[test]
 fn every_stream_and_socket_is_handed_the_same_bytes_of_a_message() {
-    let hub = Hub::default();
+    let hub = Hub::builder().epochs(|| Epoch::from_bits(0)).build();
     let now = Instant::now();
     let (mut a, mut b) = (
         stream(&hub, "/topics/t.sse", now),
@@ -467,10 +479,13 @@ fn every_stream_and_socket_is_handed_the_same_bytes_of_a_message() {
         other => panic!("{other:?}"),
     };
     let (first, second) = (piece(a.poll(now)), piece(b.poll(now)));
-    assert_eq!(&first[..], b"id: 1\ndata: {\"shared\":true}\n\n");
+    assert_eq!(&first[..], b"id: 1@aaaaaaaa\ndata: {\"shared\":true}\n\n");
     assert_eq!(first.as_ptr(), second.as_ptr(), "one SSE encoding, shared");
     let (first, second) = (frame(x.poll(now)), frame(y.poll(now)));
-    assert_eq!(&first[..], br#"{"id":1,"data":{"shared":true}}"#);
+    assert_eq!(
+        &first[..],
+        br#"{"id":1,"epoch":"aaaaaaaa","data":{"shared":true}}"#
+    );
     assert_eq!(
         first.as_ptr(),
         second.as_ptr(),

@@ -313,7 +313,12 @@ mod tests {
 
     /// A server on a free port, its address, and the task to abort after.
     async fn serve() -> (Hub, std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-        serve_hub(Hub::builder().build()).await
+        serve_hub(
+            Hub::builder()
+                .epochs(|| slosh_core::Epoch::from_bits(0))
+                .build(),
+        )
+        .await
     }
 
     async fn serve_hub(hub: Hub) -> (Hub, std::net::SocketAddr, tokio::task::JoinHandle<()>) {
@@ -339,8 +344,11 @@ mod tests {
 
     async fn read_until(stream: &mut TcpStream, seen: &mut String, needle: &str) {
         let mut buf = [0u8; 4096];
+        // One deadline for the whole wait: heartbeats would keep a
+        // per-read timeout from ever firing.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while !seen.contains(needle) {
-            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
                 .await
                 .unwrap_or_else(|_| panic!("timed out waiting for {needle:?}; got {seen:?}"))
                 .unwrap();
@@ -378,7 +386,12 @@ mod tests {
         assert!(seen.contains("\r\ndate: "), "{seen}");
         let post = "POST /topics/kept HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 1\r\n\r\n7";
         assert!(request(addr, post).await.starts_with("HTTP/1.1 200"));
-        read_until(&mut stream, &mut seen, "\r\nid: 1\ndata: 7\n\n\r\n").await;
+        read_until(
+            &mut stream,
+            &mut seen,
+            "\r\nid: 1@aaaaaaaa\ndata: 7\n\n\r\n",
+        )
+        .await;
         let delete = "DELETE /topics/kept HTTP/1.1\r\nHost: test\r\n\r\n";
         assert!(request(addr, delete).await.starts_with("HTTP/1.1 200"));
         read_until(&mut stream, &mut seen, "\r\n0\r\n\r\n").await;
@@ -434,7 +447,13 @@ mod tests {
             heartbeat: Duration::from_millis(150),
             ..Default::default()
         };
-        let (_hub, addr, server) = serve_hub(Hub::builder().settings(settings).build()).await;
+        let (_hub, addr, server) = serve_hub(
+            Hub::builder()
+                .settings(settings)
+                .epochs(|| slosh_core::Epoch::from_bits(0))
+                .build(),
+        )
+        .await;
         let mut stream = TcpStream::connect(addr).await.unwrap();
         stream
             .write_all(b"GET /topics/beat.sse HTTP/1.1\r\nHost: test\r\n\r\n")
@@ -447,7 +466,12 @@ mod tests {
         for i in 1..=3 {
             let post = format!("POST /topics/beat HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 1\r\n\r\n{i}");
             assert!(request(addr, &post).await.starts_with("HTTP/1.1 200"));
-            read_until(&mut stream, &mut seen, &format!("id: {i}\ndata: {i}\n\n")).await;
+            read_until(
+                &mut stream,
+                &mut seen,
+                &format!("id: {i}@aaaaaaaa\ndata: {i}\n\n"),
+            )
+            .await;
         }
         // The timer fires early (armed before the deliveries), is moved,
         // and fires again for each heartbeat after.

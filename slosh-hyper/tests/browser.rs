@@ -2,7 +2,9 @@
 //! installed here if missing) opens the built-in SSE demo page, sees
 //! published messages arrive through `EventSource`, resumes by
 //! `Last-Event-ID` across a server restart without losing or repeating a
-//! buffered message, and stops reconnecting once its topic is deleted.
+//! buffered message, is told the topic started over after a restart that
+//! forgot it (a new epoch), and stops reconnecting once its topic is
+//! deleted.
 //!
 //! The browser is driven over the Chrome DevTools Protocol on a WebSocket,
 //! with nothing but `tokio-tungstenite` and `serde_json`.
@@ -16,7 +18,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use slosh_core::{Head, Hub, Json, Log, MemoryLog, Message, Settings, TopicName};
+use slosh_core::{Hub, Log, MemoryLog, Settings, TopicName};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -65,6 +67,20 @@ async fn the_sse_demo_receives_live_resumes_after_a_restart_and_stops_for_a_dele
     publish(addr, "e2e", 6).await;
     browser.wait_for_log(&ids(1..=6)).await;
 
+    // A restart that forgets everything (a memory store): the reconnect's
+    // Last-Event-ID is from the topic's old epoch, so the page is told the
+    // topic started over instead of waiting in silence for an id 7.
+    server.stop().await;
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let server = Server::start(listener, &Logs::default());
+    let mut expected = ids(1..=6);
+    expected.push("|the topic started over; earlier messages may be missing".to_string());
+    browser.wait_for_log(&expected).await;
+    wait_for_subscribers(addr, "e2e", 1).await;
+    publish(addr, "e2e", 1).await;
+    expected.extend(ids(1..=1));
+    browser.wait_for_log(&expected).await;
+
     // DELETE ends the stream; the reconnect gets 204 and EventSource gives
     // up instead of recreating the topic.
     let deleted = request(addr, "DELETE", "/topics/e2e", "").await;
@@ -90,31 +106,6 @@ fn ids(range: std::ops::RangeInclusive<u32>) -> Vec<String> {
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<HashMap<TopicName, Arc<MemoryLog>>>>);
 
-/// A topic's log shared with the [`Logs`] that outlive each hub.
-struct SharedLog(Arc<MemoryLog>);
-
-impl Log for SharedLog {
-    fn append(&self, json: Json) -> Message {
-        self.0.append(json)
-    }
-
-    fn read_after(&self, after: u64, out: &mut Vec<Message>) -> u64 {
-        self.0.read_after(after, out)
-    }
-
-    fn max(&self) -> u64 {
-        self.0.max()
-    }
-
-    fn head(&self) -> Head {
-        self.0.head()
-    }
-
-    fn buffered(&self) -> usize {
-        self.0.buffered()
-    }
-}
-
 struct Server {
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
@@ -125,12 +116,12 @@ impl Server {
         let logs = logs.clone();
         let hub = Hub::builder()
             .settings(Settings::default())
-            .log_factory(move |name: &TopicName, queue| {
+            .log_factory(move |name: &TopicName, queue, epoch| {
                 let mut logs = logs.0.lock().unwrap();
                 let log = logs
                     .entry(name.clone())
-                    .or_insert_with(|| Arc::new(MemoryLog::new(queue)));
-                Box::new(SharedLog(Arc::clone(log))) as Box<dyn Log>
+                    .or_insert_with(|| Arc::new(MemoryLog::new(queue, epoch)));
+                Box::new(Arc::clone(log)) as Box<dyn Log>
             })
             .build();
         let (stop, stopped) = oneshot::channel::<()>();

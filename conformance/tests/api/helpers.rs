@@ -33,6 +33,20 @@ pub fn host_owns_root() -> bool {
     crate::FRONTEND == Frontend::Example
 }
 
+/// The epoch of every topic in the suite's hubs, so that answers can be
+/// compared byte for byte ([`test_hub`]). Tests of epochs themselves build
+/// hubs with the random default.
+#[allow(dead_code)]
+pub const EPOCH: &str = "aaaaaaaa";
+
+/// A hub with `settings` whose every topic life has the epoch [`EPOCH`].
+pub fn test_hub(settings: Settings) -> Hub {
+    Hub::builder()
+        .settings(settings)
+        .epochs(|| slosh_core::Epoch::from_bits(0))
+        .build()
+}
+
 /// How the server loop runs, for either frontend.
 pub use slosh_core::ServeOptions;
 
@@ -106,7 +120,7 @@ pub async fn spawn_app_with_options(settings: Settings, options: ServeOptions) -
 
 /// Starts `frontend` on an ephemeral port with `settings` and `options`.
 pub async fn spawn_frontend(frontend: Frontend, settings: Settings, options: ServeOptions) -> App {
-    spawn_hub(frontend, Hub::builder().settings(settings).build(), options).await
+    spawn_hub(frontend, test_hub(settings), options).await
 }
 
 /// Starts `frontend` on an ephemeral port serving `hub`, a hub the test

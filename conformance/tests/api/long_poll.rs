@@ -36,7 +36,7 @@ async fn the_readme_walkthrough_byte_for_byte() {
         .starts_with("slosh_session="));
     assert_eq!(
         answer.body,
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<res max=\"1\" saw=\"1\" delivering=\"1\"><p><x>hello!</x></p></res>"
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<res max=\"1\" epoch=\"aaaaaaaa\" saw=\"1\" delivering=\"1\"><p><x>hello!</x></p></res>"
     );
     // The JSON version, and saw.
     for text in ["two", "three", "four"] {
@@ -46,7 +46,7 @@ async fn the_readme_walkthrough_byte_for_byte() {
     assert_eq!(answer.header("content-type"), Some("application/json"));
     assert_eq!(
         answer.body,
-        r#"{"max":4,"saw":3,"delivering":3,"res":[{"x":["two"]},{"x":["three"]},{"x":["four"]}]}"#
+        r#"{"max":4,"epoch":"aaaaaaaa","saw":3,"delivering":3,"res":[{"x":["two"]},{"x":["three"]},{"x":["four"]}]}"#
     );
 }
 
@@ -66,7 +66,7 @@ async fn five_hundred_parked_polls_are_all_answered_by_one_publish() {
         let answer = poll.await.unwrap();
         assert_eq!(
             answer.json(),
-            json!({"max":1,"saw":1,"delivering":1,"res":[{"hello":"everyone"}]})
+            json!({"max":1,"epoch":"aaaaaaaa","saw":1,"delivering":1,"res":[{"hello":"everyone"}]})
         );
     }
 }
@@ -102,7 +102,7 @@ async fn a_parked_poll_times_out_with_an_empty_batch() {
     assert_eq!(answer.status, 200);
     assert_eq!(
         answer.json(),
-        json!({"max":0,"saw":0,"delivering":0,"res":[]})
+        json!({"max":0,"epoch":"aaaaaaaa","saw":0,"delivering":0,"res":[]})
     );
 }
 

@@ -17,6 +17,7 @@ use super::helpers::{read_until, spawn_hub, App, ServeOptions};
 /// A hub whose filter panics on any message containing `boom`.
 fn hub_that_panics_on_boom() -> Hub {
     Hub::builder()
+        .epochs(|| slosh_core::Epoch::from_bits(0))
         .filter(|_: &TopicName, message: &Json| {
             assert!(
                 !message.as_str().contains("boom"),
@@ -92,7 +93,12 @@ async fn a_panic_in_one_request_leaves_every_other_connection_served() {
         app.post_form("t", "x=fine").await.body,
         r#"{"ok":true,"id":1}"#
     );
-    read_until(&mut sse, &mut seen, "id: 1\ndata: {\"x\":[\"fine\"]}").await;
+    read_until(
+        &mut sse,
+        &mut seen,
+        "id: 1@aaaaaaaa\ndata: {\"x\":[\"fine\"]}",
+    )
+    .await;
     assert_eq!(app.post_form("u", "x=also").await.status, 200);
     let answer = tokio::time::timeout(Duration::from_secs(5), parked)
         .await

@@ -3,13 +3,14 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use slosh_client::cursor::Cursor;
 use slosh_client::http::{self, BodyDecoder, Framing, Keep};
 use slosh_client::sse;
 use slosh_core::metrics::SubscriberKind;
 use slosh_core::Settings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::helpers::{read_until, spawn_app, spawn_app_with};
+use super::helpers::{read_until, spawn_app, spawn_app_with, EPOCH};
 
 #[tokio::test]
 async fn sse_streams_new_messages_after_the_retry_line() {
@@ -25,7 +26,7 @@ async fn sse_streams_new_messages_after_the_retry_line() {
     read_until(
         &mut stream,
         &mut seen,
-        "id: 1\ndata: {\"event\":\"Some Event Text\"}\n\n",
+        "id: 1@aaaaaaaa\ndata: {\"event\":\"Some Event Text\"}\n\n",
     )
     .await;
 }
@@ -40,9 +41,9 @@ async fn sse_resumes_from_last_event_id() {
         .open("/topics/resume.sse", &[("Last-Event-ID", "1")])
         .await;
     let mut seen = String::new();
-    read_until(&mut stream, &mut seen, "id: 3\ndata: 3\n\n").await;
-    assert!(seen.contains("id: 2\ndata: 2\n\n"));
-    assert!(!seen.contains("id: 1\n"));
+    read_until(&mut stream, &mut seen, "id: 3@aaaaaaaa\ndata: 3\n\n").await;
+    assert!(seen.contains("id: 2@aaaaaaaa\ndata: 2\n\n"));
+    assert!(!seen.contains("id: 1@aaaaaaaa\n"));
 }
 
 #[tokio::test]
@@ -52,7 +53,7 @@ async fn delete_ends_the_stream_and_a_reconnect_is_told_to_stop() {
     let mut seen = String::new();
     read_until(&mut stream, &mut seen, "retry: 3000\n\n").await;
     app.post_json("doomed", "1").await;
-    read_until(&mut stream, &mut seen, "id: 1\ndata: 1\n\n").await;
+    read_until(&mut stream, &mut seen, "id: 1@aaaaaaaa\ndata: 1\n\n").await;
     assert_eq!(
         app.send("DELETE", "/topics/doomed", &[], b"").await.status,
         200
@@ -157,7 +158,12 @@ impl Events {
                     .feed(piece, |event| {
                         if !event.data.is_empty() {
                             ready.push_back(Event {
-                                id: event.id.as_ref().map(|id| id.parse().unwrap()),
+                                // `N@EPOCH`: the test hub's epoch.
+                                id: event.id.as_ref().map(|id| {
+                                    let cursor = Cursor::parse(id).unwrap();
+                                    assert_eq!(cursor.epoch.as_deref(), Some(EPOCH), "{id}");
+                                    cursor.id
+                                }),
                                 data: event.text().into_owned(),
                             });
                         }

@@ -81,7 +81,10 @@ async fn a_socket_receives_ten_thousand_messages_in_order() {
         app.hub.publish("many", &i).unwrap();
     }
     for i in 1..=10_000u64 {
-        assert_eq!(next_frame(&mut ws).await, json!({"id": i, "data": i}));
+        assert_eq!(
+            next_frame(&mut ws).await,
+            json!({"id": i, "epoch": "aaaaaaaa", "data": i})
+        );
     }
 }
 
@@ -92,12 +95,12 @@ async fn a_text_frame_is_published_and_seen_over_long_poll() {
     send(&mut ws, r#"{"b":1,"a":"hi"}"#).await;
     assert_eq!(
         next_frame(&mut ws).await,
-        json!({"id": 1, "data": {"b": 1, "a": "hi"}})
+        json!({"id": 1, "epoch": "aaaaaaaa", "data": {"b": 1, "a": "hi"}})
     );
     let polled = app.get("/topics/chat.json?n=0").await;
     assert_eq!(
         polled.body,
-        r#"{"max":1,"saw":1,"delivering":1,"res":[{"b":1,"a":"hi"}]}"#
+        r#"{"max":1,"epoch":"aaaaaaaa","saw":1,"delivering":1,"res":[{"b":1,"a":"hi"}]}"#
     );
 }
 
@@ -114,7 +117,10 @@ async fn bad_json_gets_an_error_frame_and_the_socket_stays_usable() {
     ws.send(Message::binary(&b"\x00\x01"[..])).await.unwrap();
     assert!(next_frame(&mut ws).await["error"].is_string());
     send(&mut ws, "2").await;
-    assert_eq!(next_frame(&mut ws).await, json!({"id": 1, "data": 2}));
+    assert_eq!(
+        next_frame(&mut ws).await,
+        json!({"id": 1, "epoch": "aaaaaaaa", "data": 2})
+    );
     assert_eq!(app.hub.info("t").unwrap()["max"], 1);
 }
 
@@ -155,8 +161,14 @@ async fn with_a_publish_token_only_a_socket_that_showed_it_may_publish() {
     );
     let mut writer = connect(&app, "/topics/t", &[("Authorization", "Bearer s3cret")]).await;
     send(&mut writer, "2").await;
-    assert_eq!(next_frame(&mut reader).await, json!({"id": 1, "data": 2}));
-    assert_eq!(next_frame(&mut writer).await, json!({"id": 1, "data": 2}));
+    assert_eq!(
+        next_frame(&mut reader).await,
+        json!({"id": 1, "epoch": "aaaaaaaa", "data": 2})
+    );
+    assert_eq!(
+        next_frame(&mut writer).await,
+        json!({"id": 1, "epoch": "aaaaaaaa", "data": 2})
+    );
 }
 
 #[tokio::test]
@@ -166,8 +178,14 @@ async fn a_socket_resumes_after_n() {
         app.post_json("resume", &i.to_string()).await;
     }
     let mut ws = connect(&app, "/topics/resume?n=1", &[]).await;
-    assert_eq!(next_frame(&mut ws).await, json!({"id": 2, "data": 2}));
-    assert_eq!(next_frame(&mut ws).await, json!({"id": 3, "data": 3}));
+    assert_eq!(
+        next_frame(&mut ws).await,
+        json!({"id": 2, "epoch": "aaaaaaaa", "data": 2})
+    );
+    assert_eq!(
+        next_frame(&mut ws).await,
+        json!({"id": 3, "epoch": "aaaaaaaa", "data": 3})
+    );
 }
 
 #[tokio::test]
@@ -187,7 +205,10 @@ async fn two_hundred_sockets_all_receive_every_message() {
         .map(|mut ws| {
             tokio::spawn(async move {
                 for i in 1..=50u64 {
-                    assert_eq!(next_frame(&mut ws).await, json!({"id": i, "data": i}));
+                    assert_eq!(
+                        next_frame(&mut ws).await,
+                        json!({"id": i, "epoch": "aaaaaaaa", "data": i})
+                    );
                 }
             })
         })
@@ -252,7 +273,10 @@ async fn a_socket_that_stops_reading_is_closed_at_the_unsent_bound() {
     assert!(grown < 48 << 20, "server memory grew by {grown} bytes");
     // Other sockets are not disturbed.
     app.hub.publish("other", &1).unwrap();
-    assert_eq!(next_frame(&mut reader).await, json!({"id": 1, "data": 1}));
+    assert_eq!(
+        next_frame(&mut reader).await,
+        json!({"id": 1, "epoch": "aaaaaaaa", "data": 1})
+    );
     let metrics = app.get("/metrics").await.body;
     assert!(
         metrics.contains("slosh_subscribers_dropped_total{kind=\"websocket\",reason=\"slow\"} 1")
@@ -379,7 +403,7 @@ async fn a_fragmented_message_is_published_once_whole() {
     }
     assert_eq!(
         next_frame(&mut ws).await,
-        json!({"id": 1, "data": {"a": [1, 2]}})
+        json!({"id": 1, "epoch": "aaaaaaaa", "data": {"a": [1, 2]}})
     );
     assert_eq!(app.hub.info("frag").unwrap()["max"], 1);
 }

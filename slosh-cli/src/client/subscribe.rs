@@ -12,6 +12,7 @@ use hyper::{Method, StatusCode};
 use serde_json::value::RawValue;
 
 use super::http::{self, Client, Failure, SMALL_BODY};
+use slosh_client::cursor::Cursor;
 use slosh_client::{batch, sse};
 
 use super::notice::{seconds, Backoff, Notices};
@@ -91,7 +92,7 @@ struct Stream {
     parser: sse::Parser,
     /// The newest id seen on this connection (starting at the resume
     /// point): the server only ever sends newer ones within a topic's life.
-    newest: u64,
+    newest: Cursor,
 }
 
 /// One topic, subscribed for as long as it is read.
@@ -99,9 +100,13 @@ pub(crate) struct Subscription {
     /// The topic URL without a suffix.
     topic: Target,
     format: Format,
-    /// The last message handed out (or where to start); `None` until the
-    /// topic's current `max` is known.
-    cursor: Option<u64>,
+    /// The last message handed out (or where to start), with the epoch of
+    /// the topic life it is from when known; `None` until the topic's
+    /// current `max` is known.
+    cursor: Option<Cursor>,
+    /// The epoch of the messages waiting in `pending`: one stream or one
+    /// batch is always of a single life.
+    epoch: Option<String>,
     /// Resume with `?n=` rather than `Last-Event-ID`: for the first
     /// connection and after the server said the topic is gone (`204`), so
     /// a fresh stream of the topic's next life is asked for.
@@ -131,7 +136,8 @@ impl Subscription {
             client: Client::new(&topic),
             topic,
             format,
-            cursor: from,
+            cursor: from.map(|id| Cursor::new(id, None)),
+            epoch: None,
             by_query: true,
             max_body,
             notices,
@@ -148,7 +154,7 @@ impl Subscription {
         loop {
             if let Some(item) = self.pending.pop_front() {
                 if let Item::Message { id, .. } = &item {
-                    self.cursor = Some(*id);
+                    self.cursor = Some(Cursor::new(*id, self.epoch.as_deref()));
                     self.by_query = false;
                 }
                 return Ok(item);
@@ -190,7 +196,7 @@ impl Subscription {
         if self.cursor.is_none() || (long_poll && !self.connected) {
             match self.topic_max().await {
                 Ok(max) => {
-                    self.cursor = Some(self.cursor.unwrap_or(max));
+                    self.cursor = Some(self.cursor.take().unwrap_or(max));
                     if long_poll {
                         self.now_connected();
                     }
@@ -198,16 +204,16 @@ impl Subscription {
                 Err(outcome) => return Some(outcome),
             }
         }
-        let cursor = self.cursor.unwrap_or_default();
+        let cursor = self.cursor.clone().unwrap_or_default();
         match self.format {
             Format::Sse => self.open_stream(cursor).await,
             Format::Json | Format::Xml => self.poll(cursor).await,
         }
     }
 
-    /// The topic's newest id from `.info` (0 when the topic does not exist
-    /// yet: its first message will be 1).
-    async fn topic_max(&mut self) -> Result<u64, Outcome> {
+    /// The topic's newest id from `.info`, with its epoch (0 when the topic
+    /// does not exist yet: its first message will be 1).
+    async fn topic_max(&mut self) -> Result<Cursor, Outcome> {
         let target = self.topic.with_suffix("info", "");
         let request =
             http::request(Method::GET, &target, &[], Bytes::new()).map_err(Outcome::Fatal)?;
@@ -219,16 +225,19 @@ impl Subscription {
         match answer.status {
             StatusCode::OK => serde_json::from_slice::<serde_json::Value>(&answer.body)
                 .ok()
-                .and_then(|info| info.get("max")?.as_u64())
+                .and_then(|info| {
+                    let max = info.get("max")?.as_u64()?;
+                    Some(Cursor::new(max, info.get("epoch").and_then(|e| e.as_str())))
+                })
                 .ok_or_else(|| {
                     Outcome::Fatal(format!("{target} did not answer a slosh topic's .info"))
                 }),
-            StatusCode::NOT_FOUND => Ok(0),
+            StatusCode::NOT_FOUND => Ok(Cursor::default()),
             status => Err(refusal(status, &answer.error_text())),
         }
     }
 
-    async fn open_stream(&mut self, cursor: u64) -> Option<Outcome> {
+    async fn open_stream(&mut self, cursor: Cursor) -> Option<Outcome> {
         let query = if self.by_query {
             format!("n={cursor}")
         } else {
@@ -253,7 +262,8 @@ impl Subscription {
             self.notices.say(
                 "the topic was removed (deleted or expired); following it again from its first message",
             );
-            self.cursor = Some(0);
+            self.cursor = Some(Cursor::default());
+            self.epoch = None;
             self.by_query = true;
             self.pending.push_back(Item::Restarted);
             return None;
@@ -322,19 +332,28 @@ impl Subscription {
         for event in events {
             match event.kind.as_str() {
                 "" | "message" => {
-                    let Some(id) = event.id.as_deref().and_then(|id| id.parse::<u64>().ok()) else {
+                    let Some(id) = event.id.as_deref().and_then(Cursor::parse) else {
                         self.notices
                             .say("skipped an event without a numeric id: not a slosh stream?");
                         continue;
                     };
-                    if id <= stream.newest && stream.newest > 0 {
-                        self.restarted(stream.newest, id);
+                    if stream.newest.other_life(&id)
+                        || (id.id <= stream.newest.id && stream.newest.id > 0)
+                    {
+                        self.restarted(stream.newest.id, id.id);
                     }
-                    stream.newest = id;
+                    self.epoch.clone_from(&id.epoch);
                     self.pending.push_back(Item::Message {
-                        id,
+                        id: id.id,
                         data: one_line(&event.text()),
                     });
+                    stream.newest = id;
+                }
+                // `{"missed":null}`: the resume point was from another life
+                // of the topic, so the count is unknown.
+                "gap" if is_reset(&event.data) => {
+                    self.reset(stream.newest.id);
+                    stream.newest = Cursor::default();
                 }
                 "gap" => self.gap(missed_of(&event.data)),
                 _ => {}
@@ -345,7 +364,7 @@ impl Subscription {
     }
 
     /// One long-poll: messages after `cursor`.
-    async fn poll(&mut self, cursor: u64) -> Option<Outcome> {
+    async fn poll(&mut self, cursor: Cursor) -> Option<Outcome> {
         let target = self
             .topic
             .with_suffix(self.format.suffix(), &format!("n={cursor}"));
@@ -378,21 +397,34 @@ impl Subscription {
             Err(why) => return Some(Outcome::Fatal(format!("{target}: {why}"))),
         };
         self.now_connected();
-        if batch.max < cursor {
-            self.restarted(cursor, batch.max);
+        if batch.reset {
+            self.reset(cursor.id);
+        } else if batch.max < cursor.id {
+            self.restarted(cursor.id, batch.max);
         }
         let count = batch.messages.len() as u64;
         let missed = batch.saw.saturating_sub(count);
-        if missed > 0 {
+        if missed > 0 && !batch.reset {
             self.gap(Some(missed));
         }
-        let max = batch.max;
+        let next = batch.cursor();
+        self.epoch.clone_from(&next.epoch);
         // The answer holds the newest messages, up to max.
         for (id, data) in batch.with_ids() {
             self.pending.push_back(Item::Message { id, data });
         }
-        self.cursor = Some(max);
+        self.cursor = Some(next);
         None
+    }
+
+    /// The server said the cursor was from another epoch of the topic.
+    fn reset(&mut self, newest: u64) {
+        self.notices.say(format!(
+            "the topic started over after {newest} (a new epoch): the server forgot it \
+             (a restart without a persistent store, or a deletion); some messages may be \
+             missing; following its new messages"
+        ));
+        self.pending.push_back(Item::Restarted);
     }
 
     fn restarted(&mut self, newest: u64, now: u64) {
@@ -429,6 +461,14 @@ fn refusal(status: StatusCode, text: &str) -> Outcome {
 }
 
 /// `K` of a gap event's `{"missed":K}`.
+/// Whether a gap's data is `{"missed":null}`: a reset, count unknown.
+fn is_reset(data: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(data)
+        .ok()
+        .and_then(|gap| gap.get("missed").map(serde_json::Value::is_null))
+        .unwrap_or(false)
+}
+
 fn missed_of(data: &[u8]) -> Option<u64> {
     serde_json::from_slice::<serde_json::Value>(data)
         .ok()?
@@ -456,6 +496,8 @@ pub(crate) fn parse_json_batch(body: &[u8]) -> Result<Batch, String> {
     let parsed = batch::json::<&RawValue>(body).map_err(|why| why.to_string())?;
     Ok(Batch {
         max: parsed.max,
+        epoch: parsed.epoch,
+        reset: parsed.reset,
         saw: parsed.saw,
         delivering: parsed.delivering,
         messages: parsed
@@ -472,6 +514,8 @@ fn parse_xml_batch(body: &[u8]) -> Result<Batch, String> {
     let parsed = batch::xml(body).map_err(|why| why.to_string())?;
     Ok(Batch {
         max: parsed.max,
+        epoch: parsed.epoch,
+        reset: parsed.reset,
         saw: parsed.saw,
         delivering: parsed.delivering,
         messages: parsed

@@ -261,6 +261,7 @@ pub(crate) mod tests {
 
     fn hub(poll_timeout: Duration) -> Hub {
         Hub::builder()
+            .epochs(|| crate::Epoch::from_bits(0))
             .settings(Settings {
                 poll_timeout: Some(poll_timeout),
                 ..Settings::default()
@@ -292,7 +293,7 @@ pub(crate) mod tests {
         };
         assert_eq!(
             &response.body[..],
-            br#"{"max":1,"saw":1,"delivering":1,"res":[1]}"#
+            br#"{"max":1,"epoch":"aaaaaaaa","saw":1,"delivering":1,"res":[1]}"#
         );
         assert_eq!(timer.0.load(Ordering::Relaxed), 1, "one sleep per wait");
     }
@@ -312,7 +313,7 @@ pub(crate) mod tests {
         };
         assert_eq!(
             &response.body[..],
-            br#"{"max":0,"saw":0,"delivering":0,"res":[]}"#
+            br#"{"max":0,"epoch":"aaaaaaaa","saw":0,"delivering":0,"res":[]}"#
         );
     }
 
@@ -344,7 +345,7 @@ pub(crate) mod tests {
         }
         let seen = String::from_utf8(seen).unwrap();
         assert!(seen.contains("retry: 3000"), "{seen}");
-        assert!(seen.contains("id: 1\ndata: \"a\"\n\n"), "{seen}");
+        assert!(seen.contains("id: 1@aaaaaaaa\ndata: \"a\"\n\n"), "{seen}");
 
         hub.publish("s", &serde_json::json!("b")).unwrap();
         let Poll::Ready(Some(piece)) = pull.poll_next(&mut cx, |now| Some(stream.poll(now))) else {

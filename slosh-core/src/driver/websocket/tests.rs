@@ -119,7 +119,7 @@ fn piece(first: Option<bool>, bytes: &'static str, last: bool) -> Received {
 
 #[test]
 fn a_ping_gets_a_pong_with_its_payload_unless_the_library_answers() {
-    let hub = Hub::builder().build();
+    let hub = Hub::builder().epochs(|| crate::Epoch::from_bits(0)).build();
     let mut ours = start::<false>(&hub);
     assert!(!ours.settle());
     ours.receive(Received::Ping(Bytes::from_static(b"hi")));
@@ -134,19 +134,22 @@ fn a_ping_gets_a_pong_with_its_payload_unless_the_library_answers() {
 
 #[test]
 fn a_fragmented_text_message_is_published_once_whole() {
-    let hub = Hub::builder().build();
+    let hub = Hub::builder().epochs(|| crate::Epoch::from_bits(0)).build();
     let mut h = start::<false>(&hub);
     h.receive(piece(Some(true), "[1,", false));
     h.receive(piece(None, "2,", false));
     h.receive(piece(None, "3]", true));
     assert!(!h.settle());
-    assert_eq!(h.sent(), [text(r#"{"id":1,"data":[1,2,3]}"#)]);
+    assert_eq!(
+        h.sent(),
+        [text(r#"{"id":1,"epoch":"aaaaaaaa","data":[1,2,3]}"#)]
+    );
     assert_eq!(hub.info("t").unwrap()["max"], 1);
 }
 
 #[test]
 fn a_whole_text_message_publishes_and_bad_json_gets_an_error_frame() {
-    let hub = Hub::builder().build();
+    let hub = Hub::builder().epochs(|| crate::Epoch::from_bits(0)).build();
     let mut h = start::<false>(&hub);
     h.receive(Received::Text(Bytes::from_static(b"{\"a\":1}")));
     h.receive(Received::Text(Bytes::from_static(b"{nope")));
@@ -155,7 +158,7 @@ fn a_whole_text_message_publishes_and_bad_json_gets_an_error_frame() {
     let sent = h.sent();
     assert_eq!(sent.len(), 3, "{sent:?}");
     assert!(
-        sent.contains(&text(r#"{"id":1,"data":{"a":1}}"#)),
+        sent.contains(&text(r#"{"id":1,"epoch":"aaaaaaaa","data":{"a":1}}"#)),
         "{sent:?}"
     );
     let errors = sent
@@ -168,6 +171,7 @@ fn a_whole_text_message_publishes_and_bad_json_gets_an_error_frame() {
 #[test]
 fn a_fragmented_message_past_the_read_limit_closes_1009() {
     let hub = Hub::builder()
+        .epochs(|| crate::Epoch::from_bits(0))
         .settings(Settings {
             max_message: 10,
             ..Settings::default()
@@ -187,7 +191,7 @@ fn a_fragmented_message_past_the_read_limit_closes_1009() {
 
 #[test]
 fn text_that_is_not_utf8_ends_the_socket_without_publishing() {
-    let hub = Hub::builder().build();
+    let hub = Hub::builder().epochs(|| crate::Epoch::from_bits(0)).build();
     let mut h = start::<false>(&hub);
     h.receive(Received::Fragment(Fragment {
         first: Some(true),
@@ -200,7 +204,7 @@ fn text_that_is_not_utf8_ends_the_socket_without_publishing() {
 
 #[test]
 fn a_clients_close_is_echoed_with_its_code() {
-    let hub = Hub::builder().build();
+    let hub = Hub::builder().epochs(|| crate::Epoch::from_bits(0)).build();
     for (code, echo) in [
         (Some(1000), Some((1000, ""))),
         (Some(4001), Some((4001, ""))),
@@ -221,7 +225,7 @@ fn a_clients_close_is_echoed_with_its_code() {
 
 #[test]
 fn no_frame_is_read_while_the_reply_queue_is_full() {
-    let hub = Hub::builder().build();
+    let hub = Hub::builder().epochs(|| crate::Epoch::from_bits(0)).build();
     let mut h = start::<false>(&hub);
     h.wire.borrow_mut().blocked = true;
     for _ in 0..MAX_QUEUED + 8 {
@@ -238,6 +242,7 @@ fn no_frame_is_read_while_the_reply_queue_is_full() {
 #[test]
 fn a_reader_past_max_unsent_is_closed_1013() {
     let hub = Hub::builder()
+        .epochs(|| crate::Epoch::from_bits(0))
         .settings(Settings {
             max_unsent: 64,
             ..Settings::default()
@@ -267,7 +272,7 @@ fn a_reader_past_max_unsent_is_closed_1013() {
 
 #[test]
 fn a_deleted_topic_closes_going_away() {
-    let hub = Hub::builder().build();
+    let hub = Hub::builder().epochs(|| crate::Epoch::from_bits(0)).build();
     let mut h = start::<false>(&hub);
     assert!(!h.settle());
     hub.publish("t", &serde_json::json!(1)).unwrap();
@@ -277,7 +282,7 @@ fn a_deleted_topic_closes_going_away() {
     assert_eq!(
         h.sent(),
         [
-            text(r#"{"id":1,"data":1}"#),
+            text(r#"{"id":1,"epoch":"aaaaaaaa","data":1}"#),
             Outgoing::Close(Some((1001, "topic deleted")))
         ]
     );
