@@ -3,6 +3,7 @@
 //! what goes over the wire.
 
 mod disconnect;
+mod epochs;
 mod files;
 pub mod helpers;
 mod hostile;
