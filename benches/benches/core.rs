@@ -196,7 +196,7 @@ fn batch_message(i: usize) -> Json {
 fn batch_100() -> Batch {
     let log = MemoryLog::new(100, slosh_core::Epoch::from_bits(0));
     for i in 0..100 {
-        log.append(batch_message(i));
+        log.append(batch_message(i)).expect("memory");
     }
     Batch::read(&log, Cursor(0))
 }

@@ -44,7 +44,8 @@ impl Logs {
     /// none of ours is running.
     fn append(&self, topic: &str, message: Value) {
         self.log(topic, 100, Epoch::from_bits(0))
-            .append(Json::to_json(&message).unwrap());
+            .append(Json::to_json(&message).unwrap())
+            .unwrap();
     }
 
     /// Every buffered message of `topic`, oldest first.

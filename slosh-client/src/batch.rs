@@ -36,6 +36,19 @@ pub struct Batch<M> {
 }
 
 impl<M> Batch<M> {
+    /// The same batch with each message turned into an `N` (for a reader
+    /// that keeps messages in its own form).
+    pub fn map<N>(self, f: impl FnMut(M) -> N) -> Batch<N> {
+        Batch {
+            max: self.max,
+            epoch: self.epoch,
+            reset: self.reset,
+            saw: self.saw,
+            delivering: self.delivering,
+            messages: self.messages.into_iter().map(f).collect(),
+        }
+    }
+
     /// Where the next poll resumes: `max`, with the epoch when there is one.
     pub fn cursor(&self) -> crate::cursor::Cursor {
         crate::cursor::Cursor::new(self.max, self.epoch.as_deref())

@@ -211,7 +211,7 @@ mod tests {
     fn log(capacity: usize, values: &[serde_json::Value]) -> MemoryLog {
         let log = MemoryLog::new(capacity, crate::Epoch::from_bits(0));
         for value in values {
-            log.append(Json::from(value));
+            log.append(Json::from(value)).unwrap();
         }
         log
     }

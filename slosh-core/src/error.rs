@@ -90,6 +90,10 @@ pub enum Error {
     /// A binary frame on a WebSocket: messages are JSON text.
     #[error("binary frames are not published: send the message as JSON in a text frame")]
     BinaryFrame,
+    /// The store could not keep a message (a disk full, a file gone, a
+    /// store server down): nothing was stored, the publisher may retry.
+    #[error("the message could not be stored ({0}): nothing was stored; try again in a moment")]
+    Store(String),
     /// A stream (SSE or a WebSocket) asked on a connection the frontend
     /// cannot stream on or upgrade (hyper mounted without upgrades, say).
     #[error("streams are not available on this connection: use long-poll (.json or .xml)")]
@@ -116,7 +120,8 @@ impl Error {
             Error::TooManyTopics { .. }
             | Error::TooManySubscribers { .. }
             | Error::TooManySubscribersTotal { .. }
-            | Error::ShuttingDown => 503,
+            | Error::ShuttingDown
+            | Error::Store(_) => 503,
             Error::StreamsUnsupported => 501,
         }
     }
@@ -142,12 +147,13 @@ impl Error {
                 "max_subscribers"
             }
             Error::ShuttingDown => "shutdown",
+            Error::Store(_) => "store",
             Error::StreamsUnsupported => "unsupported",
         }
     }
 
     /// Every reason label, so `/metrics` can list zero counters too.
-    pub const REASONS: [&'static str; 15] = [
+    pub const REASONS: [&'static str; 16] = [
         "bad_topic",
         "bad_cursor",
         "unsupported_type",
@@ -163,6 +169,7 @@ impl Error {
         "shutdown",
         "unsupported",
         "bad_upgrade",
+        "store",
     ];
 
     /// The `Retry-After` seconds a client should wait, for refusals that
@@ -172,7 +179,7 @@ impl Error {
             Error::TooManyTopics { .. }
             | Error::TooManySubscribers { .. }
             | Error::TooManySubscribersTotal { .. } => Some(5),
-            Error::ShuttingDown => Some(1),
+            Error::ShuttingDown | Error::Store(_) => Some(1),
             _ => None,
         }
     }
@@ -218,6 +225,7 @@ mod tests {
             Error::StreamsUnsupported,
             Error::BadUpgrade("Connection: Upgrade"),
             Error::BinaryFrame,
+            Error::Store("disk full".into()),
         ];
         for error in samples {
             assert!(Error::REASONS.contains(&error.reason()), "{error:?}");

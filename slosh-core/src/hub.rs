@@ -350,7 +350,8 @@ impl Hub {
                     found.append(json)
                 }
             }
-        };
+        }
+        .map_err(|error| Error::Store(error.0))?;
         self.inner.metrics.published();
         Ok(Published {
             id: Some(message.id()),

@@ -181,7 +181,7 @@ pub use name::TopicName;
 pub use route::{Format, Route, Suffix};
 pub use settings::{Mode, ServeOptions, Settings};
 pub use socket::{Socket, SocketStep};
-pub use store::{Head, Log, MemoryLog};
+pub use store::{Head, Log, MemoryLog, StoreError};
 pub use stream::{Chunks, EventStream, StreamStep};
 pub use wake::Wake;
 

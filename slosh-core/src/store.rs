@@ -18,7 +18,13 @@ pub trait Log: Send + Sync {
     /// Stores `json` under the next id and returns the stored message, with
     /// its [`end`](Message::end): the log's running byte total, advanced by
     /// the message's [`size`](Message::size) in the same step as the id.
-    fn append(&self, json: Json) -> Message;
+    ///
+    /// A store that can fail (a file, a server) returns [`StoreError`] and
+    /// keeps nothing: no id is used up, no subscriber sees the message, and
+    /// the publisher is answered `503` and may try again. A message must be
+    /// readable only once it is kept for good, so a subscriber never sees
+    /// an id that a crash could give to another message.
+    fn append(&self, json: Json) -> Result<Message, StoreError>;
 
     /// Appends to `out` every buffered message with an id above `after`,
     /// oldest first, and returns the newest id (`max`) of the same instant,
@@ -37,13 +43,25 @@ pub trait Log: Send + Sync {
     /// This life's epoch: it changes whenever the ids start again, so a
     /// cursor from another life is never read as a place in this one.
     fn epoch(&self) -> Epoch;
+
+    /// The hub removed the topic (DELETE, idle expiry, a mailbox's linger
+    /// ran out): a store that outlives the hub forgets its messages, so the
+    /// next topic of that name is a new life. The memory log has nothing to
+    /// do: it is dropped with the topic.
+    fn remove(&self) {}
 }
+
+/// Why a store could not keep a message; its text is told to the publisher
+/// (without the message) and logged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
 
 /// A shared log is a log: a store whose logs outlive a hub (a test's
 /// stand-in for a server restart over a durable store, an embedder's own
 /// cache) hands each hub an `Arc` of the same one.
 impl<L: Log + ?Sized> Log for std::sync::Arc<L> {
-    fn append(&self, json: Json) -> Message {
+    fn append(&self, json: Json) -> Result<Message, StoreError> {
         (**self).append(json)
     }
 
@@ -65,6 +83,10 @@ impl<L: Log + ?Sized> Log for std::sync::Arc<L> {
 
     fn epoch(&self) -> Epoch {
         (**self).epoch()
+    }
+
+    fn remove(&self) {
+        (**self).remove()
     }
 }
 
@@ -122,8 +144,33 @@ impl MemoryLog {
     }
 }
 
-impl Log for MemoryLog {
-    fn append(&self, json: Json) -> Message {
+impl MemoryLog {
+    /// A log that goes on from `head` in `epoch`, holding `newest` (the
+    /// last messages before `head.max`, oldest first): how a store that
+    /// outlives the process rebuilds its cache of a topic at startup. Ids
+    /// and byte totals continue exactly where they were.
+    pub fn resume(capacity: usize, epoch: Epoch, head: Head, newest: Vec<Json>) -> MemoryLog {
+        let log = MemoryLog::new(capacity, epoch);
+        {
+            let mut ring = log.lock();
+            let keep = newest.len().min(log.capacity);
+            let skip = newest.len() - keep;
+            let first = head.max.saturating_sub(keep as u64) + 1;
+            let sizes: u64 = newest.iter().skip(skip).map(|j| j.len() as u64).sum();
+            let mut end = head.end.saturating_sub(sizes);
+            for (i, json) in newest.into_iter().skip(skip).enumerate() {
+                end += json.len() as u64;
+                ring.messages
+                    .push_back(Message::new(first + i as u64, epoch, json, end));
+            }
+            ring.max = head.max;
+            ring.end = head.end;
+        }
+        log
+    }
+
+    /// Appends in memory, which cannot fail.
+    fn push(&self, json: Json) -> Message {
         let mut ring = self.lock();
         ring.max += 1;
         ring.end += json.len() as u64;
@@ -136,6 +183,12 @@ impl Log for MemoryLog {
         }
         ring.messages.push_back(message.clone());
         message
+    }
+}
+
+impl Log for MemoryLog {
+    fn append(&self, json: Json) -> Result<Message, StoreError> {
+        Ok(self.push(json))
     }
 
     fn read_after(&self, after: u64, out: &mut Vec<Message>) -> u64 {
@@ -177,7 +230,7 @@ mod tests {
     fn log_with(capacity: usize, count: u64) -> MemoryLog {
         let log = MemoryLog::new(capacity, Epoch::from_bits(0));
         for i in 1..=count {
-            let message = log.append(Json::from(serde_json::json!(i)));
+            let message = log.append(Json::from(serde_json::json!(i))).unwrap();
             assert_eq!(message.id(), i);
         }
         log
@@ -214,7 +267,7 @@ mod tests {
     fn the_running_byte_total_counts_evicted_messages_too() {
         let log = MemoryLog::new(2, Epoch::from_bits(0));
         for text in ["1", "22", "333"] {
-            log.append(Json::from(serde_json::json!(text)));
+            log.append(Json::from(serde_json::json!(text))).unwrap();
         }
         // Each string is stored with its quotes: 3 + 4 + 5 bytes.
         assert_eq!(log.head(), Head { max: 3, end: 12 });
@@ -222,6 +275,28 @@ mod tests {
         log.read_after(0, &mut out);
         let ends: Vec<(u64, u64)> = out.iter().map(|m| (m.start(), m.end())).collect();
         assert_eq!(ends, vec![(3, 7), (7, 12)]);
+    }
+
+    #[test]
+    fn a_resumed_log_goes_on_where_it_was() {
+        let log = log_with(3, 5);
+        let mut kept = Vec::new();
+        log.read_after(0, &mut kept);
+        let json: Vec<Json> = kept.iter().map(|m| m.json().clone()).collect();
+        let resumed = MemoryLog::resume(3, Epoch::from_bits(9), log.head(), json);
+        assert_eq!(resumed.head(), log.head());
+        assert_eq!(resumed.epoch(), Epoch::from_bits(9));
+        assert_eq!(ids_after(&resumed, 0), (5, vec![3, 4, 5]));
+        let mut again = Vec::new();
+        resumed.read_after(0, &mut again);
+        let ends = |m: &[Message]| m.iter().map(|m| (m.start(), m.end())).collect::<Vec<_>>();
+        assert_eq!(ends(&again), ends(&kept));
+        let next = resumed.append(Json::from(serde_json::json!(6))).unwrap();
+        assert_eq!((next.id(), next.start()), (6, log.head().end));
+        // More messages than fit: only the newest are kept.
+        let json: Vec<Json> = kept.iter().map(|m| m.json().clone()).collect();
+        let small = MemoryLog::resume(2, Epoch::from_bits(9), log.head(), json);
+        assert_eq!(ids_after(&small, 0), (5, vec![4, 5]));
     }
 
     #[test]

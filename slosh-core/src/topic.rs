@@ -60,11 +60,12 @@ impl Topic {
         }
     }
 
-    /// Appends a message and wakes everybody waiting.
-    pub(crate) fn append(&self, json: Json) -> Message {
-        let message = self.log.append(json);
+    /// Appends a message and wakes everybody waiting; nobody is woken
+    /// when the store could not keep it.
+    pub(crate) fn append(&self, json: Json) -> Result<Message, crate::store::StoreError> {
+        let message = self.log.append(json)?;
         self.event.notify(usize::MAX);
-        message
+        Ok(message)
     }
 
     /// A listener to register *before* reading the log.
@@ -80,6 +81,7 @@ impl Topic {
     /// Ends every subscriber: the topic was deleted or expired.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        self.log.remove();
         self.event.notify(usize::MAX);
     }
 

@@ -1200,3 +1200,86 @@ fn a_star_origin_allows_everyone_without_credentials() {
     assert_eq!(answer.header("Access-Control-Allow-Origin"), Some("*"));
     assert_eq!(answer.header("Access-Control-Allow-Credentials"), None);
 }
+
+/// A log whose store is down: every append fails and keeps nothing.
+struct Down(
+    slosh_core::MemoryLog,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
+
+impl slosh_core::Log for Down {
+    fn append(
+        &self,
+        json: slosh_core::Json,
+    ) -> Result<slosh_core::Message, slosh_core::StoreError> {
+        if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(slosh_core::StoreError("the disk is full".into()));
+        }
+        self.0.append(json)
+    }
+    fn read_after(&self, after: u64, out: &mut Vec<slosh_core::Message>) -> u64 {
+        self.0.read_after(after, out)
+    }
+    fn max(&self) -> u64 {
+        self.0.max()
+    }
+    fn head(&self) -> slosh_core::Head {
+        self.0.head()
+    }
+    fn buffered(&self) -> usize {
+        self.0.buffered()
+    }
+    fn epoch(&self) -> Epoch {
+        self.0.epoch()
+    }
+    fn remove(&self) {
+        // The test reads a removal as the flag going up.
+        self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_store_that_cannot_keep_a_message_is_503_and_wakes_nobody() {
+    let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&down);
+    let clock = Clock::new(
+        Hub::builder()
+            .epochs(|| Epoch::from_bits(0))
+            .log_factory(move |_, queue, epoch| {
+                Box::new(Down(
+                    slosh_core::MemoryLog::new(queue, epoch),
+                    std::sync::Arc::clone(&flag),
+                )) as Box<dyn slosh_core::Log>
+            })
+            .build(),
+    );
+    assert_eq!(clock.post_json("d", "1").status, 200);
+    let mut poll = clock.park("/topics/d.json?n=1");
+    down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let refused = clock.post_json("d", "2");
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("Retry-After"), Some("1"));
+    assert!(
+        body_text(&refused).contains("the disk is full"),
+        "{}",
+        body_text(&refused)
+    );
+    assert!(
+        matches!(poll.poll(clock.now), Wake::Wait(_)),
+        "nobody woken"
+    );
+    assert_eq!(clock.info("d").unwrap()["max"], 1, "nothing stored");
+    assert!(clock.hub.publish("d", &3).is_err());
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(clock.post_json("d", "4").status, 200);
+    assert_eq!(
+        body_json(&ready(&mut poll, clock.now)),
+        json!({"max": 2, "epoch": "aaaaaaaa", "saw": 1, "delivering": 1, "res": [4]})
+    );
+    // DELETE tells the store to forget the topic.
+    assert_eq!(
+        clock.respond(Request::new("DELETE", "/topics/d")).status,
+        200
+    );
+    assert!(down.load(std::sync::atomic::Ordering::SeqCst), "removed");
+}

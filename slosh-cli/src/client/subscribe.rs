@@ -494,36 +494,14 @@ pub(crate) type Batch = batch::Batch<String>;
 /// server wrote it, on one line.
 pub(crate) fn parse_json_batch(body: &[u8]) -> Result<Batch, String> {
     let parsed = batch::json::<&RawValue>(body).map_err(|why| why.to_string())?;
-    Ok(Batch {
-        max: parsed.max,
-        epoch: parsed.epoch,
-        reset: parsed.reset,
-        saw: parsed.saw,
-        delivering: parsed.delivering,
-        messages: parsed
-            .messages
-            .iter()
-            .map(|raw| one_line(raw.get()))
-            .collect(),
-    })
+    Ok(parsed.map(|raw| one_line(raw.get())))
 }
 
 /// An XML batch (parsed by `slosh-client`): each `<p>` element as the
 /// server wrote it, on one line.
 fn parse_xml_batch(body: &[u8]) -> Result<Batch, String> {
     let parsed = batch::xml(body).map_err(|why| why.to_string())?;
-    Ok(Batch {
-        max: parsed.max,
-        epoch: parsed.epoch,
-        reset: parsed.reset,
-        saw: parsed.saw,
-        delivering: parsed.delivering,
-        messages: parsed
-            .messages
-            .iter()
-            .map(|element| xml_line(element))
-            .collect(),
-    })
+    Ok(parsed.map(xml_line))
 }
 
 /// An element on one line: the text's line breaks become `&#10;` and
