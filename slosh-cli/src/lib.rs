@@ -115,6 +115,43 @@ pub struct ServeArgs {
     /// Serve the files of this folder at `/` (instead of the built-in demo).
     #[arg(long, env = "SLOSH_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Where topics live: memory (forgotten on restart) or file:PATH (one file; ids go on across restarts).
+    #[arg(long, env = "SLOSH_STORE", default_value = "memory", value_parser = parse_store)]
+    pub store: Store,
+    /// When a file store's writes reach the disk: always (before each publish is answered) or batch (within 50 ms).
+    #[arg(long, env = "SLOSH_SYNC", value_enum, default_value = "always")]
+    pub sync: SyncMode,
+}
+
+/// Where `serve` keeps topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// In memory: a restart starts every topic over, in a new epoch.
+    Memory,
+    /// In one file (`file:PATH`), with slosh-file.
+    File(PathBuf),
+}
+
+/// `--sync`: when a file store's commits are fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncMode {
+    /// Before each publish is answered.
+    Always,
+    /// In groups, within 50 ms.
+    Batch,
+}
+
+/// `memory` or `file:PATH`.
+fn parse_store(text: &str) -> Result<Store, String> {
+    match text {
+        "memory" => Ok(Store::Memory),
+        _ => match text.strip_prefix("file:") {
+            Some("") | None => Err(format!(
+                "{text:?} is no store: give memory or file:PATH (file:/var/lib/slosh/topics.db)"
+            )),
+            Some(path) => Ok(Store::File(PathBuf::from(path))),
+        },
+    }
 }
 
 impl ServeArgs {
@@ -262,6 +299,7 @@ pub fn log_listening(address: SocketAddr, args: &ServeArgs) {
         max_unsent = settings.max_unsent,
         max_connections = args.max_connections,
         publish_token = settings.publish_token.is_some(),
+        store = ?args.store,
         "slosh listening"
     );
 }
@@ -275,9 +313,19 @@ pub fn log_stopped() {
 #[cfg(feature = "server")]
 pub async fn run_server(args: ServeArgs) -> std::io::Result<()> {
     args.check_root()?;
+    let mut builder = slosh_core::Hub::builder().settings(args.settings());
+    if let Store::File(path) = &args.store {
+        let sync = match args.sync {
+            SyncMode::Always => slosh_file::Sync::Always,
+            SyncMode::Batch => slosh_file::Sync::Batch,
+        };
+        let store = slosh_file::FileStore::open(path, sync)
+            .map_err(|error| std::io::Error::other(format!("--store: {error}")))?;
+        builder = builder.log_factory(store.factory());
+    }
+    let hub = builder.build();
     let listener = listen(args.bind)?;
     log_listening(listener.local_addr()?, &args);
-    let hub = slosh_core::Hub::builder().settings(args.settings()).build();
     slosh_hyper::serve_with(listener, hub, args.serve_options(), shutdown_signal()).await?;
     log_stopped();
     Ok(())

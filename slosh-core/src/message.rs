@@ -37,6 +37,14 @@ impl Json {
         Json(Arc::from(text))
     }
 
+    /// Text a store kept from an earlier [`Json::as_str`] (a file, a shared
+    /// store), taken as it is: it was validated and compacted when it was
+    /// published, and re-validating every message at startup would cost a
+    /// parse each. A store must hand back only what it was given.
+    pub fn from_stored(text: &str) -> Json {
+        Json(Arc::from(text))
+    }
+
     /// The JSON text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -191,3 +191,61 @@ async fn a_malformed_epoch_is_400_and_creates_nothing() {
     assert_eq!(answer.status, 400, "{}", answer.body);
     assert!(app.hub.info("bad").is_none());
 }
+
+/// With the file store the epoch outlives the server: a client resumes
+/// exactly where it was, on this frontend as on the others.
+#[tokio::test]
+async fn over_a_file_store_a_restart_resumes_exactly() {
+    let dir = std::env::temp_dir().join(format!(
+        "slosh-conformance-{:?}-{}",
+        crate::FRONTEND,
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("topics.db");
+    let serve = |store: &slosh_file::FileStore| {
+        let hub = Hub::builder().log_factory(store.factory()).build();
+        spawn_hub(crate::FRONTEND, hub, ServeOptions::default())
+    };
+    let store = slosh_file::FileStore::open(&file, slosh_file::Sync::Always).unwrap();
+    let mut before = serve(&store).await;
+    for n in 1..=3 {
+        assert_eq!(before.post_json("kept", &n.to_string()).await.status, 200);
+    }
+    let epoch = epoch_of(&before.get("/topics/kept.json?n=0").await.json());
+    before.stop().await.unwrap();
+    drop(before);
+    drop(store);
+
+    let store = slosh_file::FileStore::open(&file, slosh_file::Sync::Always).unwrap();
+    let after = serve(&store).await;
+    let body = after
+        .get(&format!("/topics/kept.json?n=1@{epoch}"))
+        .await
+        .json();
+    assert_eq!(
+        body,
+        json!({"max": 3, "epoch": epoch, "saw": 2, "delivering": 2, "res": [2, 3]})
+    );
+    let mut stream = after
+        .open(
+            "/topics/kept.sse",
+            &[("Last-Event-ID", &format!("2@{epoch}"))],
+        )
+        .await;
+    let mut seen = String::new();
+    read_until(
+        &mut stream,
+        &mut seen,
+        &format!("id: 3@{epoch}\ndata: 3\n\n"),
+    )
+    .await;
+    assert!(!seen.contains("event: gap"), "{seen:?}");
+    assert_eq!(
+        after.post_json("kept", "4").await.body,
+        r#"{"ok":true,"id":4}"#
+    );
+    drop(after);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,234 @@
+//! `serve --store file:PATH` as a user runs it: ids go on across a restart,
+//! a `kill -9` in the middle of a burst of publishes loses none that was
+//! answered `200`, and a store that cannot be opened stops the start with
+//! an error naming the file.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A folder of the test's own, removed at the end.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let dir =
+            std::env::temp_dir().join(format!("slosh-cli-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `serve` on a free port over the store `file`; its address.
+fn serve(file: &Path, sync: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slosh-cli"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--queue",
+            "5000",
+            "--sync",
+            sync,
+        ])
+        .arg("--store")
+        .arg(format!("file:{}", file.display()))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    log.read_line(&mut first).unwrap();
+    assert!(first.contains("slosh listening"), "{first}");
+    let addr = first
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("address="))
+        .unwrap()
+        .to_string();
+    // Keep reading the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
+    (child, addr)
+}
+
+fn send(addr: &str, method: &str, target: &str, body: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let request = format!(
+        "{method} {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.get(9..12)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+fn batch(addr: &str, target: &str) -> Value {
+    let (status, body) = send(addr, "GET", target, "").expect("an answer");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn kill(child: &mut Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap();
+}
+
+#[test]
+fn ids_go_on_across_a_restart_over_the_same_file() {
+    let dir = Dir::new("restart");
+    let file = dir.0.join("topics.db");
+    let (mut first, addr) = serve(&file, "always");
+    for n in 1..=3 {
+        assert_eq!(
+            send(&addr, "POST", "/topics/t", &n.to_string()).unwrap().0,
+            200
+        );
+    }
+    let epoch = batch(&addr, "/topics/t.json?n=0")["epoch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    kill(&mut first, "-TERM");
+
+    let (mut second, addr) = serve(&file, "always");
+    let resumed = batch(&addr, &format!("/topics/t.json?n=1@{epoch}"));
+    assert_eq!(resumed["epoch"], epoch.as_str());
+    assert_eq!(resumed.get("reset"), None, "{resumed}");
+    assert_eq!(resumed["res"], serde_json::json!([2, 3]));
+    let (status, body) = send(&addr, "POST", "/topics/t", "4").unwrap();
+    assert_eq!((status, body.as_str()), (200, r#"{"ok":true,"id":4}"#));
+    kill(&mut second, "-TERM");
+}
+
+/// Publishes from four connections at once until stopped, recording every
+/// publish answered `200` as (id, value).
+fn burst(addr: &str, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Vec<(u64, u64)>>> {
+    (0..4u64)
+        .map(|lane| {
+            let addr = addr.to_string();
+            let stop = Arc::clone(stop);
+            std::thread::spawn(move || {
+                let mut answered = Vec::new();
+                for i in 0..1000u64 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let value = lane * 1000 + i;
+                    match send(&addr, "POST", "/topics/burst", &value.to_string()) {
+                        Some((200, body)) => {
+                            let answer: Value = serde_json::from_str(&body).unwrap();
+                            answered.push((answer["id"].as_u64().unwrap(), value));
+                        }
+                        _ => break,
+                    }
+                }
+                answered
+            })
+        })
+        .collect()
+}
+
+fn kill_9_loses_nothing_answered(sync: &str) {
+    let dir = Dir::new(sync);
+    let file = dir.0.join("topics.db");
+    let (mut server, addr) = serve(&file, sync);
+    let stop = Arc::new(AtomicBool::new(false));
+    let lanes = burst(&addr, &stop);
+    // Kill once a few hundred are in, while the rest are in flight.
+    let count = Arc::new(Mutex::new(0u64));
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(20));
+        let info = send(&addr, "GET", "/topics/burst.info", "");
+        if let Some((200, body)) = info {
+            let max = serde_json::from_str::<Value>(&body).unwrap()["max"]
+                .as_u64()
+                .unwrap();
+            *count.lock().unwrap() = max;
+            if max >= 300 {
+                break;
+            }
+        }
+    }
+    kill(&mut server, "-KILL");
+    stop.store(true, Ordering::SeqCst);
+    let answered: Vec<(u64, u64)> = lanes
+        .into_iter()
+        .flat_map(|lane| lane.join().unwrap())
+        .collect();
+    assert!(answered.len() >= 300, "the burst ran: {}", answered.len());
+
+    let (mut again, addr) = serve(&file, sync);
+    let kept = batch(&addr, "/topics/burst.json?n=0");
+    let res = kept["res"].as_array().unwrap();
+    let max = kept["max"].as_u64().unwrap();
+    assert_eq!(res.len() as u64, max, "ids 1..=max, none missing");
+    for (id, value) in &answered {
+        assert!(*id <= max, "answered id {id} is past max {max}");
+        assert_eq!(res[(*id - 1) as usize], *value, "id {id}");
+    }
+    // And the next id follows on.
+    let (_, body) = send(&addr, "POST", "/topics/burst", "0").unwrap();
+    assert_eq!(body, format!(r#"{{"ok":true,"id":{}}}"#, max + 1));
+    kill(&mut again, "-TERM");
+}
+
+#[test]
+fn kill_9_mid_burst_loses_no_answered_publish_with_sync_always() {
+    kill_9_loses_nothing_answered("always");
+}
+
+#[test]
+fn kill_9_mid_burst_loses_no_answered_publish_with_sync_batch() {
+    kill_9_loses_nothing_answered("batch");
+}
+
+#[test]
+fn a_store_that_cannot_be_opened_stops_the_start_naming_the_file() {
+    let dir = Dir::new("bad");
+    let file = dir.0.join("not-a-db");
+    std::fs::write(&file, b"hello, this is not a slosh store\n".repeat(200)).unwrap();
+    for store in [
+        format!("file:{}", file.display()),
+        "file:/proc/no-such-dir/topics.db".to_string(),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_slosh-cli"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--store", &store])
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{store}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let path = store.trim_start_matches("file:");
+        assert!(stderr.contains(path), "{stderr}");
+        assert!(!stderr.contains("slosh listening"), "{stderr}");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_slosh-cli"))
+        .args(["serve", "--store", "disk"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("file:PATH"));
+}
