@@ -67,7 +67,7 @@ fn stored(hub: &Hub, topic: &str) -> String {
     };
     let text = String::from_utf8(chunks).expect("SSE is UTF-8");
     let event = text
-        .strip_prefix("retry: 3000\n\nid: 1\ndata: ")
+        .strip_prefix("retry: 3000\n\nid: 1@aaaaaaaa\ndata: ")
         .and_then(|rest| rest.strip_suffix("\n\n"))
         .unwrap_or_else(|| panic!("one event: {text:?}"));
     assert!(!event.contains(['\n', '\r']), "one line: {event:?}");
@@ -75,7 +75,10 @@ fn stored(hub: &Hub, topic: &str) -> String {
 }
 
 fuzz_target!(|input: Input| {
-    let hub = Hub::builder().max_message(LIMIT).build();
+    let hub = Hub::builder()
+        .max_message(LIMIT)
+        .epochs(|| slosh_core::Epoch::from_bits(0))
+        .build();
     let mut request = Request::new("POST", "/topics/t").with_body(input.body.clone());
     if let Some(content_type) = input.kind.header() {
         request.header("Content-Type", content_type);
@@ -171,7 +174,10 @@ fn check_socket_agrees(body: &[u8], posted: &str) {
     let Ok(text) = std::str::from_utf8(body) else {
         return;
     };
-    let hub = Hub::builder().max_message(LIMIT).build();
+    let hub = Hub::builder()
+        .max_message(LIMIT)
+        .epochs(|| slosh_core::Epoch::from_bits(0))
+        .build();
     let request = Request::new("GET", "/topics/w")
         .with_header("Upgrade", "websocket")
         .with_header("Connection", "Upgrade")
