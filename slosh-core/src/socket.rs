@@ -1,5 +1,5 @@
 //! WebSocket subscriptions (SPEC 6): a [`Socket`] is a feed that writes
-//! `{"id":N,"data":MSG}` text frames, and a publisher of the text frames its
+//! `{"id":N,"epoch":"E","data":MSG}` text frames, and a publisher of the text frames its
 //! client sends. The adapter does the handshake and the framing; every
 //! decision (acceptance, what a frame publishes, errors, keepalive, closing
 //! and its code) is made here, in the quinn style: inputs are fed in
