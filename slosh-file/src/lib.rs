@@ -237,37 +237,44 @@ impl FileStore {
         move |name, queue, fresh| Box::new(store.log(name, queue, fresh)) as Box<dyn Log>
     }
 
-    /// Reads a topic back: its head and newest `queue` messages, dropping
-    /// older ones the file still holds (a smaller `queue` than last time).
+    /// Reads a topic back: its head and newest `queue` messages. Rows older
+    /// than those (left by a larger `queue` last time) are deleted, in a
+    /// write transaction of their own only when there are any: opening a
+    /// topic otherwise costs a read, not a commit and its fsync.
     fn load(&self, name: &str, queue: usize) -> Result<Option<MemoryLog>, StoreError> {
-        let (epoch, head) = {
-            let read = self.inner.db.begin_read().map_err(store_error)?;
-            let topics = read.open_table(TOPICS).map_err(store_error)?;
-            let Some(entry) = topics.get(name).map_err(store_error)? else {
-                return Ok(None);
-            };
-            let (epoch, max, end) = entry.value();
-            let epoch = Epoch::parse(epoch)
-                .ok_or_else(|| StoreError(format!("topic {name} has a bad epoch {epoch:?}")))?;
-            (epoch, Head { max, end })
+        let read = self.inner.db.begin_read().map_err(store_error)?;
+        let topics = read.open_table(TOPICS).map_err(store_error)?;
+        let Some(entry) = topics.get(name).map_err(store_error)? else {
+            return Ok(None);
         };
+        let (epoch, max, end) = entry.value();
+        let epoch = Epoch::parse(epoch)
+            .ok_or_else(|| StoreError(format!("topic {name} has a bad epoch {epoch:?}")))?;
+        let head = Head { max, end };
         let first = head.max.saturating_sub(queue as u64) + 1;
-        let write = self.inner.db.begin_write().map_err(store_error)?;
+        let messages = read.open_table(MESSAGES).map_err(store_error)?;
+        let stale = messages
+            .range((name, 0)..(name, first))
+            .map_err(store_error)?
+            .next()
+            .is_some();
         let mut newest = Vec::new();
+        for entry in messages
+            .range((name, first)..=(name, head.max))
+            .map_err(store_error)?
         {
-            let mut messages = write.open_table(MESSAGES).map_err(store_error)?;
-            messages
+            let (_, json) = entry.map_err(store_error)?;
+            newest.push(Json::from_stored(json.value()));
+        }
+        if stale {
+            let write = self.inner.db.begin_write().map_err(store_error)?;
+            write
+                .open_table(MESSAGES)
+                .map_err(store_error)?
                 .retain_in((name, 0)..(name, first), |_, _| false)
                 .map_err(store_error)?;
-            for entry in messages
-                .range((name, first)..=(name, head.max))
-                .map_err(store_error)?
-            {
-                let (_, json) = entry.map_err(store_error)?;
-                newest.push(Json::from_stored(json.value()));
-            }
+            write.commit().map_err(store_error)?;
         }
-        write.commit().map_err(store_error)?;
         Ok(Some(MemoryLog::resume(queue, epoch, head, newest)))
     }
 }
@@ -352,6 +359,21 @@ impl FileLog {
         }
         Ok(())
     }
+
+    /// Deletes the topic's rows and its head from the file.
+    fn forget(&self) -> Result<(), StoreError> {
+        let name = self.name.as_str();
+        let write = self.store.db.begin_write().map_err(store_error)?;
+        {
+            let mut messages = write.open_table(MESSAGES).map_err(store_error)?;
+            messages
+                .retain_in((name, 0)..=(name, u64::MAX), |_, _| false)
+                .map_err(store_error)?;
+            let mut topics = write.open_table(TOPICS).map_err(store_error)?;
+            topics.remove(name).map_err(store_error)?;
+        }
+        write.commit().map_err(store_error)
+    }
 }
 
 impl Log for FileLog {
@@ -389,22 +411,9 @@ impl Log for FileLog {
 
     fn remove(&self) {
         let _one = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
-        let name = self.name.as_str();
-        let removed = (|| -> Result<(), StoreError> {
-            let write = self.store.db.begin_write().map_err(store_error)?;
-            {
-                let mut messages = write.open_table(MESSAGES).map_err(store_error)?;
-                messages
-                    .retain_in((name, 0)..=(name, u64::MAX), |_, _| false)
-                    .map_err(store_error)?;
-                let mut topics = write.open_table(TOPICS).map_err(store_error)?;
-                topics.remove(name).map_err(store_error)?;
-            }
-            write.commit().map_err(store_error)
-        })();
-        // A removal that did not reach the file leaves the old life there;
+        // A removal that does not reach the file leaves the old life there;
         // the next open resumes it (same epoch, ids going on), which loses
         // nothing.
-        let _ = removed;
+        let _ = self.forget();
     }
 }

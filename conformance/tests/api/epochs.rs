@@ -3,14 +3,11 @@
 //! life of ids in a new epoch, and a client resuming from the old one is
 //! told so on every transport instead of waiting in silence.
 
-use std::time::Duration;
-
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 use slosh_core::{Epoch, Hub};
-use tokio_tungstenite::tungstenite::Message;
 
 use super::helpers::{read_until, spawn_hub, App, ServeOptions};
+use super::websocket::{connect, next_frame};
 
 /// A server with the production default: random epochs.
 async fn spawn() -> App {
@@ -26,24 +23,6 @@ fn epoch_of(body: &Value) -> String {
     let epoch = body["epoch"].as_str().expect("an epoch").to_string();
     assert!(Epoch::parse(&epoch).is_some(), "{epoch}");
     epoch
-}
-
-/// The text frames of a socket at `target`, until `count` have come.
-async fn frames(app: &App, target: &str, count: usize) -> Vec<Value> {
-    let url = format!("ws://{}{target}", app.addr);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let mut out = Vec::new();
-    while out.len() < count {
-        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("the socket is open")
-            .expect("a well-formed frame");
-        if let Message::Text(text) = message {
-            out.push(serde_json::from_str(text.as_str()).unwrap());
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -107,7 +86,8 @@ async fn a_restarted_memory_store_answers_an_old_cursor_with_a_reset_on_every_tr
     }
 
     // WebSocket: the same, as frames.
-    let got = frames(&after, &format!("/topics/life?n={cursor}"), 2).await;
+    let mut ws = connect(&after, &format!("/topics/life?n={cursor}"), &[]).await;
+    let got = [next_frame(&mut ws).await, next_frame(&mut ws).await];
     assert_eq!(
         got,
         [

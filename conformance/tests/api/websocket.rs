@@ -17,9 +17,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::helpers::{spawn_app, spawn_app_with, App};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(super) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-async fn connect(app: &App, target: &str, headers: &[(&str, &str)]) -> Ws {
+pub(super) async fn connect(app: &App, target: &str, headers: &[(&str, &str)]) -> Ws {
     let mut request = format!("ws://{}{target}", app.addr)
         .into_client_request()
         .unwrap();
@@ -34,7 +34,7 @@ async fn connect(app: &App, target: &str, headers: &[(&str, &str)]) -> Ws {
 }
 
 /// The next data frame as JSON (pings are skipped; tungstenite answers them).
-async fn next_frame(ws: &mut Ws) -> Value {
+pub(super) async fn next_frame(ws: &mut Ws) -> Value {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
