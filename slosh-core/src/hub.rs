@@ -17,7 +17,7 @@ use crate::metrics::{Metrics, SubscriberKind};
 use crate::name::{self, TopicName};
 use crate::session::{RandomSource, Sessions};
 use crate::settings::{Mode, Settings};
-use crate::store::{Log, MemoryLog};
+use crate::store::{Log, MemoryLog, Store};
 use crate::topic::{Subscription, Topic};
 
 /// The longest a sweeper sleeps between sweeps. Expiry rules notice changes
@@ -115,6 +115,8 @@ pub struct Builder {
     settings: Settings,
     filter: Option<Box<dyn Filter>>,
     log_factory: Option<Box<LogFactory>>,
+    /// Topics to load at build: what the store holds.
+    preload: Vec<TopicName>,
     session_ids: Option<Box<RandomSource>>,
     epochs: Option<Box<EpochSource>>,
 }
@@ -135,6 +137,13 @@ impl Builder {
     /// Messages kept per topic.
     pub fn queue(mut self, queue: usize) -> Builder {
         self.settings.queue = queue;
+        self
+    }
+
+    /// Drops messages older than `age` from every topic; `None` (the
+    /// default) keeps them until the queue pushes them out.
+    pub fn max_age(mut self, age: Option<Duration>) -> Builder {
+        self.settings.max_age = age;
         self
     }
 
@@ -200,12 +209,22 @@ impl Builder {
         self
     }
 
+    /// Keeps topics in `store` instead of in memory, and loads the topics
+    /// it holds when the hub is built (up to `max_topics`).
+    pub fn store(mut self, store: impl Store) -> Builder {
+        self.preload = store.topics();
+        self.log_factory = Some(Box::new(move |name: &TopicName, queue, fresh| {
+            store.log(name, queue, fresh)
+        }));
+        self
+    }
+
     /// The hub.
     pub fn build(self) -> Hub {
         let mut settings = self.settings;
         settings.queue = settings.queue.max(1);
         let static_root = settings.root.as_deref().map(StaticRoot::new);
-        Hub {
+        let hub = Hub {
             inner: Arc::new(Inner {
                 sessions: Sessions::new(
                     settings.session_timeout,
@@ -227,7 +246,18 @@ impl Builder {
                 gone: Gone::default(),
                 static_root,
             }),
+        };
+        {
+            let mut topics = hub.write_topics();
+            for name in self.preload {
+                // Past max_topics the rest wait for a request that names
+                // them, as any topic would.
+                if hub.get_or_create(&mut topics, name.as_str()).is_err() {
+                    break;
+                }
+            }
         }
+        hub
     }
 }
 
@@ -265,6 +295,7 @@ impl Hub {
             settings: Settings::default(),
             filter: None,
             log_factory: None,
+            preload: Vec::new(),
             session_ids: None,
             epochs: None,
         }
@@ -469,9 +500,25 @@ impl Hub {
             topic.close();
             self.inner.gone.remember(topic.name.clone());
         }
+        if let Some(age) = self.inner.settings.max_age {
+            let age = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+            self.expire(crate::store::stamp_now().saturating_sub(age));
+        }
         self.inner.gone.sweep(now);
         let next = now + SWEEP_INTERVAL;
         next_session.map_or(next, |at| at.clamp(now, next))
+    }
+
+    /// Drops from every topic the messages appended before `before`, and
+    /// returns how many: the sweep's `max_age` rule, apart so a test can
+    /// choose the cutoff. The topics are listed under the table's read
+    /// lock and expired after it is released, so a store that writes a
+    /// file to expire holds up no publish and no subscriber.
+    pub fn expire(&self, before: crate::store::Stamp) -> usize {
+        let topics: Vec<Arc<Topic>> = self.read_topics().values().cloned().collect();
+        let dropped: usize = topics.iter().map(|topic| topic.log.expire(before)).sum();
+        self.inner.metrics.expired(dropped);
+        dropped
     }
 
     /// Starts shutting down: parked long-polls answer with their batch,

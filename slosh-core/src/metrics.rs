@@ -51,6 +51,8 @@ pub struct Metrics {
     published: AtomicU64,
     delivered: AtomicU64,
     dropped: AtomicU64,
+    /// Messages dropped for their age (`max_age`).
+    expired: AtomicU64,
     /// Streaming subscribers cut off for not keeping up, by kind.
     disconnected_slow: [AtomicU64; 3],
     rejected: [AtomicU64; Error::REASONS.len()],
@@ -70,6 +72,12 @@ impl Metrics {
 
     pub(crate) fn dropped(&self) {
         self.dropped.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn expired(&self, count: usize) {
+        if count > 0 {
+            self.expired.fetch_add(count as u64, Relaxed);
+        }
     }
 
     /// Counts a streaming subscriber of `kind` cut off for not keeping up.
@@ -109,6 +117,11 @@ impl Metrics {
     /// Messages the embedder's filter dropped.
     pub fn dropped_total(&self) -> u64 {
         self.dropped.load(Relaxed)
+    }
+
+    /// Messages dropped for their age (`max_age`).
+    pub fn expired_total(&self) -> u64 {
+        self.expired.load(Relaxed)
     }
 
     /// Requests refused for `reason` (one of [`Error::REASONS`]).
@@ -155,6 +168,11 @@ impl Metrics {
                 "Messages dropped by the filter.",
                 self.dropped_total(),
             ),
+            (
+                "slosh_messages_expired_total",
+                "Messages dropped for their age (max-age).",
+                self.expired_total(),
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(
@@ -191,6 +209,7 @@ mod tests {
     fn prometheus_text_names_every_counter() {
         let metrics = Metrics::default();
         metrics.published();
+        metrics.expired(2);
         metrics.rejected(&Error::TooLarge { limit: 1 });
         metrics.disconnected_slow(SubscriberKind::WebSocket);
         metrics
@@ -202,6 +221,7 @@ mod tests {
             "slosh_subscribers{kind=\"sse\"} 2",
             "slosh_subscribers{kind=\"longpoll\"} 0",
             "slosh_messages_published_total 1",
+            "slosh_messages_expired_total 2",
             "slosh_requests_rejected_total{reason=\"too_large\"} 1",
             "slosh_subscribers_dropped_total{kind=\"websocket\",reason=\"slow\"} 1",
             "slosh_subscribers_dropped_total{kind=\"sse\",reason=\"slow\"} 0",

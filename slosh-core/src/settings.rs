@@ -37,6 +37,10 @@ pub struct Settings {
     pub mode: Mode,
     /// Messages kept per topic (at least 1).
     pub queue: usize,
+    /// Messages older than this are dropped from every topic (at the next
+    /// sweep, so up to [`SWEEP_INTERVAL`](crate::hub::SWEEP_INTERVAL)
+    /// late); `None` keeps them until the queue pushes them out.
+    pub max_age: Option<Duration>,
     /// How long a long-poll stays parked before an empty answer; `None`
     /// parks until a message comes (the `0` of the command line).
     pub poll_timeout: Option<Duration>,
@@ -80,6 +84,7 @@ impl Default for Settings {
         Settings {
             mode: Mode::Normal,
             queue: 100,
+            max_age: None,
             poll_timeout: Some(Duration::from_secs(30)),
             session_timeout: Duration::from_secs(30),
             linger: Duration::from_secs(30),

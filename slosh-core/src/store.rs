@@ -12,6 +12,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::epoch::Epoch;
 use crate::message::{Json, Message};
+use crate::name::TopicName;
 
 /// A topic's message buffer: the last `queue` messages with ids 1, 2, 3 …
 pub trait Log: Send + Sync {
@@ -40,6 +41,12 @@ pub trait Log: Send + Sync {
     /// How many messages are buffered now.
     fn buffered(&self) -> usize;
 
+    /// Drops every buffered message appended before `before` (a [`Stamp`]),
+    /// and returns how many it dropped: `--max-age`. Ids and `max` stay as
+    /// they are, so a cursor from before counts the dropped messages in
+    /// `saw` like those the queue pushed out.
+    fn expire(&self, before: Stamp) -> usize;
+
     /// This life's epoch: it changes whenever the ids start again, so a
     /// cursor from another life is never read as a place in this one.
     fn epoch(&self) -> Epoch;
@@ -49,6 +56,23 @@ pub trait Log: Send + Sync {
     /// next topic of that name is a new life. The memory log has nothing to
     /// do: it is dropped with the topic.
     fn remove(&self) {}
+}
+
+/// Where topics' logs live, for [`Builder::store`](crate::Builder::store):
+/// a file, a shared server. (Memory, the default, needs no store: its logs
+/// are made by the hub and forgotten with it.)
+pub trait Store: Send + Sync + 'static {
+    /// The log of topic `name`, keeping `queue` messages: what the store
+    /// holds of it, in its own epoch, or a new life in `fresh` when it
+    /// holds nothing. Called with the hub's topic table locked, once per
+    /// topic life.
+    fn log(&self, name: &TopicName, queue: usize, fresh: Epoch) -> Box<dyn Log>;
+
+    /// The topics the store holds now: a hub built on it loads them at
+    /// once, so `/topics` lists them and DELETE finds them before any
+    /// request names them. A store that cannot list answers what it can;
+    /// the rest come back when a request names them.
+    fn topics(&self) -> Vec<TopicName>;
 }
 
 /// Why a store could not keep a message; its text is told to the publisher
@@ -81,6 +105,10 @@ impl<L: Log + ?Sized> Log for std::sync::Arc<L> {
         (**self).buffered()
     }
 
+    fn expire(&self, before: Stamp) -> usize {
+        (**self).expire(before)
+    }
+
     fn epoch(&self) -> Epoch {
         (**self).epoch()
     }
@@ -88,6 +116,20 @@ impl<L: Log + ?Sized> Log for std::sync::Arc<L> {
     fn remove(&self) {
         (**self).remove()
     }
+}
+
+/// When a message was appended: milliseconds since the Unix epoch, by the
+/// wall clock, because a store that outlives the process must compare it
+/// with a later process's clock (an `Instant` means nothing there).
+pub type Stamp = u64;
+
+/// The wall clock as a [`Stamp`] (0 on a clock set before 1970).
+pub fn stamp_now() -> Stamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// Where a log's newest message is: its id and the running byte total
@@ -114,6 +156,9 @@ pub struct MemoryLog {
 
 struct Ring {
     messages: VecDeque<Message>,
+    /// When each of `messages` was appended, in step with it: apart, so a
+    /// read copies the messages from one contiguous run.
+    stamps: VecDeque<Stamp>,
     max: u64,
     /// The running byte total, kept even for evicted messages.
     end: u64,
@@ -129,6 +174,7 @@ impl MemoryLog {
             // full-size buffer per topic would be paid by every idle topic.
             ring: Mutex::new(Ring {
                 messages: VecDeque::new(),
+                stamps: VecDeque::new(),
                 max: 0,
                 end: 0,
             }),
@@ -146,22 +192,33 @@ impl MemoryLog {
 
 impl MemoryLog {
     /// A log that goes on from `head` in `epoch`, holding `newest` (the
-    /// last messages before `head.max`, oldest first): how a store that
-    /// outlives the process rebuilds its cache of a topic at startup. Ids
-    /// and byte totals continue exactly where they were.
-    pub fn resume(capacity: usize, epoch: Epoch, head: Head, newest: Vec<Json>) -> MemoryLog {
+    /// last messages up to `head.max`, oldest first, each with the stamp of
+    /// its first append): how a store that outlives the process rebuilds
+    /// its cache of a topic at startup. Ids and byte totals continue
+    /// exactly where they were.
+    pub fn resume(
+        capacity: usize,
+        epoch: Epoch,
+        head: Head,
+        newest: Vec<(Json, Stamp)>,
+    ) -> MemoryLog {
         let log = MemoryLog::new(capacity, epoch);
         {
             let mut ring = log.lock();
             let keep = newest.len().min(log.capacity);
             let skip = newest.len() - keep;
             let first = head.max.saturating_sub(keep as u64) + 1;
-            let sizes: u64 = newest.iter().skip(skip).map(|j| j.len() as u64).sum();
+            let sizes: u64 = newest
+                .iter()
+                .skip(skip)
+                .map(|(json, _)| json.len() as u64)
+                .sum();
             let mut end = head.end.saturating_sub(sizes);
-            for (i, json) in newest.into_iter().skip(skip).enumerate() {
+            for (i, (json, at)) in newest.into_iter().skip(skip).enumerate() {
                 end += json.len() as u64;
                 ring.messages
                     .push_back(Message::new(first + i as u64, epoch, json, end));
+                ring.stamps.push_back(at);
             }
             ring.max = head.max;
             ring.end = head.end;
@@ -169,8 +226,10 @@ impl MemoryLog {
         log
     }
 
-    /// Appends in memory, which cannot fail.
-    fn push(&self, json: Json) -> Message {
+    /// Appends in memory, which cannot fail, stamped `at`: a store that
+    /// wrote the message elsewhere first gives the stamp it wrote, so the
+    /// cache and the store expire it at the same moment.
+    pub fn push(&self, json: Json, at: Stamp) -> Message {
         let mut ring = self.lock();
         ring.max += 1;
         ring.end += json.len() as u64;
@@ -180,15 +239,17 @@ impl MemoryLog {
             // but it is only a reference-count decrement in the common case
             // where a subscriber still holds it.
             ring.messages.pop_front();
+            ring.stamps.pop_front();
         }
         ring.messages.push_back(message.clone());
+        ring.stamps.push_back(at);
         message
     }
 }
 
 impl Log for MemoryLog {
     fn append(&self, json: Json) -> Result<Message, StoreError> {
-        Ok(self.push(json))
+        Ok(self.push(json, stamp_now()))
     }
 
     fn read_after(&self, after: u64, out: &mut Vec<Message>) -> u64 {
@@ -216,6 +277,17 @@ impl Log for MemoryLog {
 
     fn buffered(&self) -> usize {
         self.lock().messages.len()
+    }
+
+    fn expire(&self, before: Stamp) -> usize {
+        let mut ring = self.lock();
+        // Stamps only grow along the ring (one clock, appends in order),
+        // bar a clock stepped back: then a newer message may be kept a
+        // little longer than its age says, never dropped early.
+        let old = ring.stamps.iter().take_while(|&&at| at < before).count();
+        ring.stamps.drain(..old);
+        ring.messages.drain(..old);
+        old
     }
 
     fn epoch(&self) -> Epoch {
@@ -282,7 +354,7 @@ mod tests {
         let log = log_with(3, 5);
         let mut kept = Vec::new();
         log.read_after(0, &mut kept);
-        let json: Vec<Json> = kept.iter().map(|m| m.json().clone()).collect();
+        let json: Vec<(Json, Stamp)> = kept.iter().map(|m| (m.json().clone(), 0)).collect();
         let resumed = MemoryLog::resume(3, Epoch::from_bits(9), log.head(), json);
         assert_eq!(resumed.head(), log.head());
         assert_eq!(resumed.epoch(), Epoch::from_bits(9));
@@ -294,9 +366,33 @@ mod tests {
         let next = resumed.append(Json::from(serde_json::json!(6))).unwrap();
         assert_eq!((next.id(), next.start()), (6, log.head().end));
         // More messages than fit: only the newest are kept.
-        let json: Vec<Json> = kept.iter().map(|m| m.json().clone()).collect();
+        let json: Vec<(Json, Stamp)> = kept.iter().map(|m| (m.json().clone(), 0)).collect();
         let small = MemoryLog::resume(2, Epoch::from_bits(9), log.head(), json);
         assert_eq!(ids_after(&small, 0), (5, vec![4, 5]));
+    }
+
+    #[test]
+    fn expiry_drops_the_messages_stamped_before_the_cutoff_and_keeps_the_ids() {
+        let log = MemoryLog::new(10, Epoch::from_bits(0));
+        for (n, at) in [(1, 100), (2, 200), (3, 300)] {
+            log.push(Json::from(serde_json::json!(n)), at);
+        }
+        assert_eq!(log.expire(100), 0);
+        assert_eq!(log.expire(201), 2);
+        assert_eq!(ids_after(&log, 0), (3, vec![3]));
+        assert_eq!(log.buffered(), 1);
+        assert_eq!(log.expire(u64::MAX), 1);
+        assert_eq!(ids_after(&log, 0), (3, vec![]));
+        // The ids go on, and eviction by count stays in step with stamps.
+        let next = log.push(Json::from(serde_json::json!(4)), 400);
+        assert_eq!(next.id(), 4);
+        assert_eq!(log.expire(400), 0);
+        let small = MemoryLog::new(2, Epoch::from_bits(0));
+        for (n, at) in [(1, 100), (2, 200), (3, 300)] {
+            small.push(Json::from(serde_json::json!(n)), at);
+        }
+        assert_eq!(small.expire(250), 1);
+        assert_eq!(ids_after(&small, 0), (3, vec![3]));
     }
 
     #[test]

@@ -445,6 +445,53 @@ fn buffer_overflow_is_visible_as_saw_above_delivering() {
 }
 
 #[test]
+fn messages_past_max_age_are_dropped_and_counted_in_saw() {
+    let clock = Clock::with(Settings {
+        max_age: Some(Duration::from_millis(1)),
+        ..Settings::default()
+    });
+    for i in 1..=3 {
+        clock.post_json("t", &i.to_string());
+    }
+    // The sweep, run by every frontend's sweeper, applies max_age by the
+    // wall clock; 20 ms make every message older than 1 ms.
+    std::thread::sleep(Duration::from_millis(20));
+    clock.sweep();
+    assert_eq!(clock.info("t").unwrap()["buffered"], 0);
+    assert_eq!(clock.info("t").unwrap()["max"], 3);
+    // Nothing left to deliver: the poll waits, and the next message shows
+    // the three dropped ones in saw.
+    let mut parked = clock.park("/topics/t.json?n=0");
+    clock.post_json("t", "4");
+    assert_eq!(
+        body_json(&ready(&mut parked, clock.now)),
+        json!({"max":4,"epoch":"aaaaaaaa","saw":4,"delivering":1,"res":[4]})
+    );
+    let metrics = body_text(&clock.get_now("/metrics")).to_string();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "slosh_messages_expired_total 3"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn without_max_age_nothing_expires_and_the_cutoff_is_exact() {
+    let clock = Clock::with(Settings::default());
+    clock.post_json("t", "1");
+    std::thread::sleep(Duration::from_millis(5));
+    clock.sweep();
+    assert_eq!(clock.info("t").unwrap()["buffered"], 1);
+    // A cutoff at or before the stamp keeps the message; after it drops it.
+    let before = slosh_core::stamp_now().saturating_sub(60_000);
+    assert_eq!(clock.hub.expire(before), 0);
+    clock.post_json("t", "2");
+    assert_eq!(clock.hub.expire(slosh_core::stamp_now() + 1), 2);
+    assert_eq!(clock.info("t").unwrap()["buffered"], 0);
+}
+
+#[test]
 fn format_follows_suffix_then_accept() {
     let clock = Clock::new(Hub::builder().epochs(|| Epoch::from_bits(0)).build());
     clock.post_json("t", "1");
@@ -1228,6 +1275,9 @@ impl slosh_core::Log for Down {
     }
     fn buffered(&self) -> usize {
         self.0.buffered()
+    }
+    fn expire(&self, before: slosh_core::Stamp) -> usize {
+        self.0.expire(before)
     }
     fn epoch(&self) -> Epoch {
         self.0.epoch()

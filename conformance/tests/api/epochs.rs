@@ -185,7 +185,7 @@ async fn over_a_file_store_a_restart_resumes_exactly() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("topics.db");
     let serve = |store: &slosh_file::FileStore| {
-        let hub = Hub::builder().log_factory(store.factory()).build();
+        let hub = Hub::builder().store(store.clone()).build();
         spawn_hub(crate::FRONTEND, hub, ServeOptions::default())
     };
     let store = slosh_file::FileStore::open(&file, slosh_file::Sync::Always).unwrap();
