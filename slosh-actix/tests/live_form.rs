@@ -243,6 +243,38 @@ async fn the_server_flags_reach_the_hub() {
 }
 
 #[tokio::test]
+async fn with_a_file_store_the_ids_go_on_after_a_restart() {
+    let dir = std::env::temp_dir().join(format!("live-form-store-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = format!("file:{}", dir.join("topics.db").display());
+    let app = spawn_live_form(&["--store", &store]);
+    for n in 1..=2 {
+        assert_eq!(
+            app.post_form(&format!("name=Ada&message={n}")).await.status,
+            303
+        );
+    }
+    drop(app);
+    let app = spawn_live_form(&["--store", &store]);
+    // The file's topic is there before any request names it.
+    let list = app.send("GET", "/topics", &[], "").await;
+    assert!(
+        list.body.contains(r#""topic":"submissions""#),
+        "{}",
+        list.body
+    );
+    assert_eq!(app.post_form("name=Ada&message=3").await.status, 303);
+    let kept = app
+        .send("GET", "/topics/submissions.json?n=0", &[], "")
+        .await;
+    let kept: Value = serde_json::from_str(&kept.body).unwrap();
+    assert_eq!(kept["max"], 3, "{kept}");
+    assert_eq!(kept["res"][0]["message"], "1", "{kept}");
+    drop(app);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn a_socket_gets_frames_publishes_by_text_and_survives_bad_json() {
     let app = spawn_live_form(&[]);
     let mut ws = app.connect("/topics/chat").await;

@@ -70,6 +70,9 @@ pub struct ServeArgs {
     /// Messages kept per topic.
     #[arg(long, env = "SLOSH_QUEUE", default_value_t = 100)]
     pub queue: usize,
+    /// Drop messages older than this from every topic, checked each second (default: none; 0 = none).
+    #[arg(long, env = "SLOSH_MAX_AGE", value_parser = parse_duration)]
+    pub max_age: Option<Duration>,
     /// Long-poll timeout (0 = never).
     #[arg(long, env = "SLOSH_POLL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub poll_timeout: Duration,
@@ -173,6 +176,7 @@ impl ServeArgs {
         Settings {
             mode: self.mode,
             queue: self.queue,
+            max_age: self.max_age.filter(|age| !age.is_zero()),
             poll_timeout: (!self.poll_timeout.is_zero()).then_some(self.poll_timeout),
             session_timeout: self.session_timeout,
             linger: self.linger,
@@ -188,6 +192,28 @@ impl ServeArgs {
             root: self.root.clone(),
             ..Settings::default()
         }
+    }
+
+    /// A hub builder with these flags' settings and store: the file of
+    /// `--store file:PATH` is opened here, so a file that cannot be used
+    /// stops the start (an error naming it) before anything listens. What
+    /// `serve` builds its hub with, and any embedder taking these flags
+    /// (the actix example) the same way.
+    #[cfg(feature = "file")]
+    pub fn hub_builder(&self) -> std::io::Result<slosh_core::Builder> {
+        let builder = slosh_core::Hub::builder().settings(self.settings());
+        Ok(match &self.store {
+            Store::Memory => builder,
+            Store::File(path) => {
+                let sync = match self.sync {
+                    SyncMode::Always => slosh_file::Sync::Always,
+                    SyncMode::Batch => slosh_file::Sync::Batch,
+                };
+                let store = slosh_file::FileStore::open(path, sync)
+                    .map_err(|error| std::io::Error::other(format!("--store: {error}")))?;
+                builder.store(store)
+            }
+        })
     }
 
     /// How the hyper server loop runs.
@@ -313,17 +339,7 @@ pub fn log_stopped() {
 #[cfg(feature = "server")]
 pub async fn run_server(args: ServeArgs) -> std::io::Result<()> {
     args.check_root()?;
-    let mut builder = slosh_core::Hub::builder().settings(args.settings());
-    if let Store::File(path) = &args.store {
-        let sync = match args.sync {
-            SyncMode::Always => slosh_file::Sync::Always,
-            SyncMode::Batch => slosh_file::Sync::Batch,
-        };
-        let store = slosh_file::FileStore::open(path, sync)
-            .map_err(|error| std::io::Error::other(format!("--store: {error}")))?;
-        builder = builder.log_factory(store.factory());
-    }
-    let hub = builder.build();
+    let hub = args.hub_builder()?.build();
     let listener = listen(args.bind)?;
     log_listening(listener.local_addr()?, &args);
     slosh_hyper::serve_with(listener, hub, args.serve_options(), shutdown_signal()).await?;

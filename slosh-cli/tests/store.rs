@@ -1,6 +1,7 @@
 //! `serve --store file:PATH` as a user runs it: ids go on across a restart,
 //! a `kill -9` in the middle of a burst of publishes loses none that was
-//! answered `200`, and a store that cannot be opened stops the start with
+//! answered `200` with `--sync always` (and only the last window's with
+//! `--sync batch`, never leaving a hole), and a store that cannot be opened stops the start with
 //! an error naming the file.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -98,9 +99,18 @@ fn kill(child: &mut Child, signal: &str) {
 
 #[test]
 fn ids_go_on_across_a_restart_over_the_same_file() {
-    let dir = Dir::new("restart");
+    ids_and_epoch_go_on_across_a_clean_restart("always");
+}
+
+#[test]
+fn with_sync_batch_a_clean_restart_keeps_the_epoch_too() {
+    ids_and_epoch_go_on_across_a_clean_restart("batch");
+}
+
+fn ids_and_epoch_go_on_across_a_clean_restart(sync: &str) {
+    let dir = Dir::new(&format!("restart-{sync}"));
     let file = dir.0.join("topics.db");
-    let (mut first, addr) = serve(&file, "always");
+    let (mut first, addr) = serve(&file, sync);
     for n in 1..=3 {
         assert_eq!(
             send(&addr, "POST", "/topics/t", &n.to_string()).unwrap().0,
@@ -113,7 +123,7 @@ fn ids_go_on_across_a_restart_over_the_same_file() {
         .to_string();
     kill(&mut first, "-TERM");
 
-    let (mut second, addr) = serve(&file, "always");
+    let (mut second, addr) = serve(&file, sync);
     let resumed = batch(&addr, &format!("/topics/t.json?n=1@{epoch}"));
     assert_eq!(resumed["epoch"], epoch.as_str());
     assert_eq!(resumed.get("reset"), None, "{resumed}");
@@ -124,8 +134,10 @@ fn ids_go_on_across_a_restart_over_the_same_file() {
 }
 
 /// Publishes from four connections at once until stopped, recording every
-/// publish answered `200` as (id, value).
-fn burst(addr: &str, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Vec<(u64, u64)>>> {
+/// publish answered `200` as (id, value, when the answer came).
+type Answered = (u64, u64, Instant);
+
+fn burst(addr: &str, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Vec<Answered>>> {
     (0..4u64)
         .map(|lane| {
             let addr = addr.to_string();
@@ -140,7 +152,7 @@ fn burst(addr: &str, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Vec<
                     match send(&addr, "POST", "/topics/burst", &value.to_string()) {
                         Some((200, body)) => {
                             let answer: Value = serde_json::from_str(&body).unwrap();
-                            answered.push((answer["id"].as_u64().unwrap(), value));
+                            answered.push((answer["id"].as_u64().unwrap(), value, Instant::now()));
                         }
                         _ => break,
                     }
@@ -151,10 +163,18 @@ fn burst(addr: &str, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Vec<
         .collect()
 }
 
-fn kill_9_loses_nothing_answered(sync: &str) {
+/// Kills the server mid-burst and checks what the file kept: every id up
+/// to its `max` with the value answered for it, and every publish answered
+/// before `kill − window` (`window` zero: every publish answered at all).
+fn kill_9_loses_nothing_answered_before(sync: &str, window: Duration) {
     let dir = Dir::new(sync);
     let file = dir.0.join("topics.db");
     let (mut server, addr) = serve(&file, sync);
+    assert_eq!(send(&addr, "POST", "/topics/burst", "-1").unwrap().0, 200);
+    let epoch = batch(&addr, "/topics/burst.json?n=0")["epoch"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let lanes = burst(&addr, &stop);
     // Kill once a few hundred are in, while the rest are in flight.
@@ -172,9 +192,10 @@ fn kill_9_loses_nothing_answered(sync: &str) {
             }
         }
     }
+    let killed = Instant::now();
     kill(&mut server, "-KILL");
     stop.store(true, Ordering::SeqCst);
-    let answered: Vec<(u64, u64)> = lanes
+    let answered: Vec<Answered> = lanes
         .into_iter()
         .flat_map(|lane| lane.join().unwrap())
         .collect();
@@ -184,11 +205,34 @@ fn kill_9_loses_nothing_answered(sync: &str) {
     let kept = batch(&addr, "/topics/burst.json?n=0");
     let res = kept["res"].as_array().unwrap();
     let max = kept["max"].as_u64().unwrap();
+    // Batch mode may have lost ids it answered, which would be given out
+    // again: the topic takes a new epoch, so a resuming client is told.
+    let resumed = batch(&addr, &format!("/topics/burst.json?n={}@{epoch}", max - 1));
+    if sync == "batch" {
+        assert_ne!(kept["epoch"], epoch.as_str());
+        assert_eq!(resumed["reset"], true, "{resumed}");
+    } else {
+        assert_eq!(kept["epoch"], epoch.as_str());
+        assert_eq!(resumed.get("reset"), None, "{resumed}");
+    }
     assert_eq!(res.len() as u64, max, "ids 1..=max, none missing");
-    for (id, value) in &answered {
-        assert!(*id <= max, "answered id {id} is past max {max}");
+    let mut lost = 0;
+    for (id, value, at) in &answered {
+        if *id > max {
+            assert!(
+                killed.saturating_duration_since(*at) < window,
+                "id {id}, answered {:?} before the kill, is past max {max}",
+                killed.saturating_duration_since(*at)
+            );
+            lost += 1;
+            continue;
+        }
         assert_eq!(res[(*id - 1) as usize], *value, "id {id}");
     }
+    eprintln!(
+        "--sync {sync}: {} answered, {lost} lost to kill -9",
+        answered.len()
+    );
     // And the next id follows on.
     let (_, body) = send(&addr, "POST", "/topics/burst", "0").unwrap();
     assert_eq!(body, format!(r#"{{"ok":true,"id":{}}}"#, max + 1));
@@ -197,12 +241,15 @@ fn kill_9_loses_nothing_answered(sync: &str) {
 
 #[test]
 fn kill_9_mid_burst_loses_no_answered_publish_with_sync_always() {
-    kill_9_loses_nothing_answered("always");
+    kill_9_loses_nothing_answered_before("always", Duration::ZERO);
 }
 
 #[test]
-fn kill_9_mid_burst_loses_no_answered_publish_with_sync_batch() {
-    kill_9_loses_nothing_answered("batch");
+fn kill_9_mid_burst_with_sync_batch_loses_at_most_the_last_window() {
+    // The flusher's window (slosh_file::BATCH_WINDOW, 50 ms), and room for a flusher thread a loaded
+    // machine schedules late.
+    let window = Duration::from_millis(50 + 450);
+    kill_9_loses_nothing_answered_before("batch", window);
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //! - `meta`: the format version of this crate's layout ([`FORMAT`]), so a
 //!   file written by a newer slosh is refused instead of misread;
 //! - `topics`: per topic, its epoch, `max` and running byte total;
-//! - `messages`: `(topic, id) → JSON text`, the newest `queue` per topic.
+//! - `messages.2`: `(topic, id) → (stamp, JSON text)`, the newest `queue`
+//!   per topic (format 1's `messages` had no stamps).
 //!
 //! Each topic's log ([`FileStore::log`]) keeps a [`MemoryLog`] as its cache
 //! and writes through to the file: an append is one write transaction
@@ -16,9 +17,17 @@
 //! buffer) committed *before* the cache, and so any subscriber, sees it.
 //! With [`Sync::Always`] the commit is fsynced before the publish is
 //! answered, so `kill -9` (or a power cut) loses nothing answered `200`.
-//! With [`Sync::Batch`] commits reach the operating system at once (a
-//! killed process loses nothing) and the disk within [`BATCH_WINDOW`],
-//! when a flusher thread makes the next durable commit.
+//! With [`Sync::Batch`] an append is answered as soon as the cache has it
+//! and its row waits in a queue; a flusher thread writes every waiting row
+//! in one fsynced commit every [`BATCH_WINDOW`] (group commit), so `kill
+//! -9` or a power cut loses at most the publishes answered in the last
+//! window, and never leaves a hole: what survives of a topic is every
+//! message up to some id. Because the lost ids would otherwise be given
+//! out again to new messages (and a client that saw the lost ones would
+//! silently skip their successors), a run in batch mode marks the file
+//! while it is open; a file opened with the mark still set (the last run
+//! did not close it) gives every topic a new epoch, so resuming clients
+//! are told their cursor was reset.
 //!
 //! Trimming keeps exactly `queue` messages per topic (older ones are
 //! deleted as new ones come, and at open when `queue` shrank), and redb
@@ -26,6 +35,9 @@
 //! Reads never touch the file: the cache serves them.
 
 #![forbid(unsafe_code)]
+// redb's own error is large; it only travels up a few frames on a failing
+// write, to become a `StoreError` or an `OpenError`.
+#![allow(clippy::result_large_err)]
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(
     not(test),
@@ -38,19 +50,32 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redb::{Database, Durability, ReadableTable, TableDefinition};
-use slosh_core::{Epoch, Head, Json, Log, MemoryLog, Message, StoreError, TopicName};
+use slosh_core::{
+    stamp_now, Epoch, Head, Json, Log, MemoryLog, Message, Stamp, StoreError, TopicName,
+};
 
-/// The layout version this crate writes and reads.
-pub const FORMAT: u64 = 1;
+/// The layout version this crate writes and reads. Format 1 (messages
+/// without their stamps) is upgraded in place at open, its messages
+/// stamped with the time of the upgrade.
+pub const FORMAT: u64 = 2;
 
 /// How long a [`Sync::Batch`] commit may wait for its fsync.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(50);
 
+/// How many writes may wait for the flusher before an append writes them
+/// itself: the queue's memory stays bounded however fast publishers are.
+const MAX_PENDING: usize = 16_384;
+
+/// The `meta` key set while a [`Sync::Batch`] run has the file open.
+const BATCH_OPEN: &str = "batch_open";
+
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Topic name → (epoch, max, end).
 const TOPICS: TableDefinition<&str, (&str, u64, u64)> = TableDefinition::new("topics");
-/// (topic name, id) → the message's JSON text.
-const MESSAGES: TableDefinition<(&str, u64), &str> = TableDefinition::new("messages");
+/// (topic name, id) → when it was appended and its JSON text.
+const MESSAGES: TableDefinition<(&str, u64), (Stamp, &str)> = TableDefinition::new("messages.2");
+/// Format 1's messages: (topic name, id) → JSON text.
+const MESSAGES_V1: TableDefinition<(&str, u64), &str> = TableDefinition::new("messages");
 
 /// When a commit reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,7 +83,8 @@ pub enum Sync {
     /// Every publish is fsynced before it is answered.
     #[default]
     Always,
-    /// Publishes are fsynced in groups, at most [`BATCH_WINDOW`] later.
+    /// Publishes are made durable in groups, at most [`BATCH_WINDOW`]
+    /// later; a crash loses at most that window's publishes.
     Batch,
 }
 
@@ -97,14 +123,154 @@ pub struct FileStore {
     inner: Arc<Inner>,
 }
 
+/// The store's handle: the flusher thread stops (and is waited for) when
+/// the last [`FileStore`] and [`FileLog`] are gone, so the file is closed
+/// by then and may be opened again at once.
 struct Inner {
+    shared: Arc<Shared>,
+    /// Dropped to stop the flusher.
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    flusher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::ops::Deref for Inner {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+/// What the logs and the flusher thread share.
+struct Shared {
     db: Database,
     path: PathBuf,
     sync: Sync,
-    /// A batch commit happened since the last durable one.
+    /// A commit without fsync (an expiry's) happened since the last
+    /// durable one.
     dirty: AtomicBool,
-    /// Set when the store is dropped: the flusher stops.
-    closed: AtomicBool,
+    /// [`Sync::Batch`]: the writes answered but not yet in the file, in
+    /// the order they were made.
+    pending: Mutex<Vec<Pending>>,
+    /// Held while a batch is written, so batches reach the file in order.
+    flushing: Mutex<()>,
+}
+
+/// A write to the file: done at once with [`Sync::Always`], queued for the
+/// flusher with [`Sync::Batch`].
+enum Pending {
+    /// Message `id` of topic `name`, and the topic's new head.
+    Put {
+        name: Arc<str>,
+        id: u64,
+        at: Stamp,
+        json: Json,
+        epoch: Epoch,
+        end: u64,
+        /// The topic's queue: the row `id - queue` falls out.
+        queue: u64,
+    },
+    /// Rows `from..to` of topic `name` (expired).
+    Drop { name: Arc<str>, from: u64, to: u64 },
+    /// Topic `name`, its rows and its head (deleted).
+    Forget { name: Arc<str> },
+}
+
+/// Writes `ops` in `write`, in order.
+fn apply(write: &redb::WriteTransaction, ops: &[Pending]) -> Result<(), redb::Error> {
+    let mut messages = write.open_table(MESSAGES)?;
+    let mut topics = write.open_table(TOPICS)?;
+    for op in ops {
+        match op {
+            Pending::Put {
+                name,
+                id,
+                at,
+                json,
+                epoch,
+                end,
+                queue,
+            } => {
+                let name = &**name;
+                messages.insert((name, *id), (*at, json.as_str()))?;
+                if id > queue {
+                    messages.remove((name, id - queue))?;
+                }
+                topics.insert(name, (epoch.as_str(), *id, *end))?;
+            }
+            Pending::Drop { name, from, to } => {
+                let name = &**name;
+                messages.retain_in((name, *from)..(name, *to), |_, _| false)?;
+            }
+            Pending::Forget { name } => {
+                let name = &**name;
+                messages.retain_in((name, 0)..=(name, u64::MAX), |_, _| false)?;
+                topics.remove(name)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Shared {
+    /// Writes `ops` in one commit with `durability`.
+    fn commit(&self, ops: &[Pending], durability: Durability) -> Result<(), StoreError> {
+        let mut write = self.db.begin_write().map_err(store_error)?;
+        write.set_durability(durability);
+        apply(&write, ops).map_err(store_error)?;
+        write.commit().map_err(store_error)
+    }
+
+    /// With [`Sync::Always`] writes `op` now, fsynced (`durable`) or not;
+    /// with [`Sync::Batch`] queues it for the flusher, writing the queue
+    /// first when it is full.
+    fn write(&self, op: Pending, durable: bool) -> Result<(), StoreError> {
+        match self.sync {
+            Sync::Always => {
+                let durability = if durable {
+                    Durability::Immediate
+                } else {
+                    self.dirty.store(true, Ordering::SeqCst);
+                    Durability::None
+                };
+                self.commit(std::slice::from_ref(&op), durability)
+            }
+            Sync::Batch => {
+                if self.queued() >= MAX_PENDING {
+                    // The flusher is behind (or the disk refuses): this
+                    // append writes the queue itself, or is refused.
+                    self.flush()?;
+                }
+                self.lock_pending().push(op);
+                Ok(())
+            }
+        }
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn queued(&self) -> usize {
+        self.lock_pending().len()
+    }
+
+    /// Writes every queued write in one fsynced commit. Should it fail,
+    /// the writes go back to the head of the queue for the next try.
+    fn flush(&self) -> Result<(), StoreError> {
+        let _order = self.flushing.lock().unwrap_or_else(PoisonError::into_inner);
+        let batch = std::mem::take(&mut *self.lock_pending());
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let written = self.commit(&batch, Durability::Immediate);
+        if written.is_err() {
+            let mut pending = self.lock_pending();
+            let newer = std::mem::replace(&mut *pending, batch);
+            pending.extend(newer);
+        }
+        written
+    }
 }
 
 impl std::fmt::Debug for FileStore {
@@ -134,7 +300,7 @@ impl FileStore {
         let created = std::panic::catch_unwind(|| Database::create(path)).map_err(|_| {
             corrupt("its header does not match its length (truncated?)".to_string())
         })?;
-        let db = created.map_err(|error| match error {
+        let mut db = created.map_err(|error| match error {
             redb::DatabaseError::Storage(redb::StorageError::Io(io))
                 if io.kind() == std::io::ErrorKind::InvalidData =>
             {
@@ -160,12 +326,26 @@ impl FileStore {
                         found,
                     })
                 }
-                Some(_) => {}
+                Some(FORMAT) => {}
+                Some(_) => {
+                    upgrade_from_1(&write).map_err(|e| corrupt(e.to_string()))?;
+                    meta.insert("format", FORMAT)
+                        .map_err(|e| corrupt(e.to_string()))?;
+                }
                 None => {
                     meta.insert("format", FORMAT)
                         .map_err(|e| corrupt(e.to_string()))?;
                 }
             }
+            let unclean = meta
+                .get(BATCH_OPEN)
+                .map_err(|e| corrupt(e.to_string()))?
+                .is_some_and(|v| v.value() != 0);
+            if unclean {
+                new_epochs(&write).map_err(|e| corrupt(e.to_string()))?;
+            }
+            meta.insert(BATCH_OPEN, u64::from(sync == Sync::Batch))
+                .map_err(|e| corrupt(e.to_string()))?;
             write
                 .open_table(TOPICS)
                 .map_err(|e| corrupt(e.to_string()))?;
@@ -174,21 +354,36 @@ impl FileStore {
                 .map_err(|e| corrupt(e.to_string()))?;
         }
         write.commit().map_err(|e| corrupt(e.to_string()))?;
-        let inner = Arc::new(Inner {
+        // Pages freed by trimming are reused while running; compacting at
+        // open gives back to the disk what a larger past left (a bigger
+        // `queue`, deleted topics). A failed compaction loses nothing: the
+        // file is as it was.
+        let _ = db.compact();
+        let shared = Arc::new(Shared {
             db,
             path: path.to_path_buf(),
             sync,
             dirty: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
+            pending: Mutex::new(Vec::new()),
+            flushing: Mutex::new(()),
         });
+        let mut inner = Inner {
+            shared: Arc::clone(&shared),
+            stop: None,
+            flusher: None,
+        };
         if sync == Sync::Batch {
-            let weak = Arc::downgrade(&inner);
-            std::thread::Builder::new()
+            let (stop, stopped) = std::sync::mpsc::channel();
+            let thread = std::thread::Builder::new()
                 .name("slosh-file-sync".into())
-                .spawn(move || flusher(&weak))
+                .spawn(move || flusher(&shared, &stopped))
                 .map_err(|e| unopenable(e.to_string()))?;
+            inner.stop = Some(stop);
+            inner.flusher = Some(thread);
         }
-        Ok(FileStore { inner })
+        Ok(FileStore {
+            inner: Arc::new(inner),
+        })
     }
 
     /// The file.
@@ -221,7 +416,7 @@ impl FileStore {
         };
         FileLog {
             store: Arc::clone(&self.inner),
-            name: name.as_str().to_string(),
+            name: Arc::from(name.as_str()),
             queue: queue as u64,
             cache,
             broken,
@@ -229,19 +424,14 @@ impl FileStore {
         }
     }
 
-    /// A factory for [`Builder::log_factory`](slosh_core::Builder::log_factory).
-    pub fn factory(
-        &self,
-    ) -> impl Fn(&TopicName, usize, Epoch) -> Box<dyn Log> + Send + std::marker::Sync {
-        let store = self.clone();
-        move |name, queue, fresh| Box::new(store.log(name, queue, fresh)) as Box<dyn Log>
-    }
-
     /// Reads a topic back: its head and newest `queue` messages. Rows older
     /// than those (left by a larger `queue` last time) are deleted, in a
     /// write transaction of their own only when there are any: opening a
     /// topic otherwise costs a read, not a commit and its fsync.
     fn load(&self, name: &str, queue: usize) -> Result<Option<MemoryLog>, StoreError> {
+        // A topic deleted and made again may still have writes of its
+        // last life waiting: the file must have them before it is read.
+        self.inner.flush()?;
         let read = self.inner.db.begin_read().map_err(store_error)?;
         let topics = read.open_table(TOPICS).map_err(store_error)?;
         let Some(entry) = topics.get(name).map_err(store_error)? else {
@@ -263,8 +453,9 @@ impl FileStore {
             .range((name, first)..=(name, head.max))
             .map_err(store_error)?
         {
-            let (_, json) = entry.map_err(store_error)?;
-            newest.push(Json::from_stored(json.value()));
+            let (_, row) = entry.map_err(store_error)?;
+            let (at, json) = row.value();
+            newest.push((Json::from_stored(json), at));
         }
         if stale {
             let write = self.inner.db.begin_write().map_err(store_error)?;
@@ -279,27 +470,102 @@ impl FileStore {
     }
 }
 
+/// For [`Builder::store`](slosh_core::Builder::store): a hub built on the
+/// store loads every topic of the file.
+impl slosh_core::Store for FileStore {
+    fn log(&self, name: &TopicName, queue: usize, fresh: Epoch) -> Box<dyn Log> {
+        Box::new(FileStore::log(self, name, queue, fresh))
+    }
+
+    fn topics(&self) -> Vec<TopicName> {
+        // A file the open could read lists; should a read fail now, its
+        // topics come back when a request names them.
+        self.topics()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|name| TopicName::parse(name).ok())
+            .collect()
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.closed.store(true, Ordering::SeqCst);
-        if self.dirty.load(Ordering::SeqCst) {
+        drop(self.stop.take());
+        if let Some(thread) = self.flusher.take() {
+            let _ = thread.join();
+        }
+        let flushed = self.flush().is_ok();
+        if self.sync == Sync::Batch && flushed {
+            // Everything answered is in the file: the next open keeps the
+            // topics' epochs. (Failing, the next open gives new ones.)
+            let _ = mark_closed(&self.db);
+        } else if self.dirty.load(Ordering::SeqCst) {
             durable_commit(&self.db);
         }
     }
 }
 
-/// Makes the batch commits durable every [`BATCH_WINDOW`] while any were
-/// made, until the store is gone.
-fn flusher(inner: &std::sync::Weak<Inner>) {
-    loop {
-        std::thread::sleep(BATCH_WINDOW);
-        let Some(inner) = inner.upgrade() else { return };
-        if inner.closed.load(Ordering::SeqCst) {
-            return;
-        }
-        if inner.dirty.swap(false, Ordering::SeqCst) && !durable_commit(&inner.db) {
-            inner.dirty.store(true, Ordering::SeqCst);
-        }
+/// Clears [`BATCH_OPEN`], fsynced; it takes any earlier commit along.
+fn mark_closed(db: &Database) -> Result<(), redb::Error> {
+    let mut write = db.begin_write()?;
+    write.set_durability(Durability::Immediate);
+    write.open_table(META)?.insert(BATCH_OPEN, 0)?;
+    write.commit()?;
+    Ok(())
+}
+
+/// Gives every topic a new epoch: the last batch run was not closed, so
+/// ids it answered may be lost and given again.
+fn new_epochs(write: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut topics = write.open_table(TOPICS)?;
+    let mut renewed = Vec::new();
+    for entry in topics.iter()? {
+        let (name, row) = entry?;
+        let (old, max, end) = row.value();
+        // std's hasher is keyed at random per process: a fresh epoch
+        // without a random-number crate.
+        let epoch = (0u64..)
+            .map(|salt| {
+                let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+                hasher.write(name.value().as_bytes());
+                hasher.write_u64(salt);
+                Epoch::from_bits(hasher.finish())
+            })
+            .find(|epoch| epoch.as_str() != old)
+            .unwrap_or(Epoch::from_bits(0));
+        renewed.push((name.value().to_string(), epoch, max, end));
+    }
+    for (name, epoch, max, end) in renewed {
+        topics.insert(name.as_str(), (epoch.as_str(), max, end))?;
+    }
+    Ok(())
+}
+
+/// Format 1 to 2: every message gets a stamp, the time of the upgrade (its
+/// age was not kept, so it is counted from now: kept too long at worst,
+/// never dropped early), in the same transaction that records format 2.
+fn upgrade_from_1(write: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    let at = stamp_now();
+    let old = write.open_table(MESSAGES_V1)?;
+    let mut new = write.open_table(MESSAGES)?;
+    for entry in old.iter()? {
+        let (key, json) = entry?;
+        let (name, id) = key.value();
+        new.insert((name, id), (at, json.value()))?;
+    }
+    drop(old);
+    write.delete_table(MESSAGES_V1)?;
+    Ok(())
+}
+
+/// Writes the queued writes every [`BATCH_WINDOW`] until told to stop.
+fn flusher(shared: &Shared, stopped: &std::sync::mpsc::Receiver<()>) {
+    // Nothing is ever sent: the sender's drop is the stop.
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(BATCH_WINDOW) {
+        // A failed batch stays queued for the next window (and appends
+        // refuse once the queue is full, see `Shared::write`).
+        let _ = shared.flush();
     }
 }
 
@@ -319,61 +585,17 @@ fn store_error(error: impl std::fmt::Display) -> StoreError {
 }
 
 /// A topic's log in a [`FileStore`]: a [`MemoryLog`] cache in front of the
-/// file, written through before the cache sees a message.
+/// file, written through before the cache sees a message (with
+/// [`Sync::Batch`], queued for the flusher before the cache sees it).
 pub struct FileLog {
     store: Arc<Inner>,
-    name: String,
+    name: Arc<str>,
     queue: u64,
     cache: MemoryLog,
     /// Why the topic could not be read at open: every append refuses.
     broken: Option<StoreError>,
     /// One append at a time per topic, so ids are given in commit order.
     writing: Mutex<()>,
-}
-
-impl FileLog {
-    fn write(&self, id: u64, json: &Json, end: u64) -> Result<(), StoreError> {
-        let mut write = self.store.db.begin_write().map_err(store_error)?;
-        write.set_durability(match self.store.sync {
-            Sync::Always => Durability::Immediate,
-            Sync::Batch => Durability::Eventual,
-        });
-        {
-            let mut messages = write.open_table(MESSAGES).map_err(store_error)?;
-            messages
-                .insert((self.name.as_str(), id), json.as_str())
-                .map_err(store_error)?;
-            if id > self.queue {
-                messages
-                    .remove((self.name.as_str(), id - self.queue))
-                    .map_err(store_error)?;
-            }
-            let mut topics = write.open_table(TOPICS).map_err(store_error)?;
-            topics
-                .insert(self.name.as_str(), (self.cache.epoch().as_str(), id, end))
-                .map_err(store_error)?;
-        }
-        write.commit().map_err(store_error)?;
-        if self.store.sync == Sync::Batch {
-            self.store.dirty.store(true, Ordering::SeqCst);
-        }
-        Ok(())
-    }
-
-    /// Deletes the topic's rows and its head from the file.
-    fn forget(&self) -> Result<(), StoreError> {
-        let name = self.name.as_str();
-        let write = self.store.db.begin_write().map_err(store_error)?;
-        {
-            let mut messages = write.open_table(MESSAGES).map_err(store_error)?;
-            messages
-                .retain_in((name, 0)..=(name, u64::MAX), |_, _| false)
-                .map_err(store_error)?;
-            let mut topics = write.open_table(TOPICS).map_err(store_error)?;
-            topics.remove(name).map_err(store_error)?;
-        }
-        write.commit().map_err(store_error)
-    }
 }
 
 impl Log for FileLog {
@@ -383,10 +605,20 @@ impl Log for FileLog {
         }
         let _one = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         let head = self.cache.head();
-        let id = head.max + 1;
-        self.write(id, &json, head.end + json.len() as u64)?;
-        // Only now may anyone read it: the file has it for good.
-        self.cache.append(json)
+        let at = stamp_now();
+        let put = Pending::Put {
+            name: Arc::clone(&self.name),
+            id: head.max + 1,
+            at,
+            json: json.clone(),
+            epoch: self.cache.epoch(),
+            end: head.end + json.len() as u64,
+            queue: self.queue,
+        };
+        self.store.write(put, true)?;
+        // Only now may anyone read it: the file has it for good (or, in
+        // batch mode, the queue that the file gets within a window).
+        Ok(self.cache.push(json, at))
     }
 
     fn read_after(&self, after: u64, out: &mut Vec<Message>) -> u64 {
@@ -405,6 +637,28 @@ impl Log for FileLog {
         self.cache.buffered()
     }
 
+    fn expire(&self, before: Stamp) -> usize {
+        let _one = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let oldest = self.cache.max() + 1 - self.cache.buffered() as u64;
+        let dropped = self.cache.expire(before);
+        if dropped > 0 {
+            // Expiry runs for every topic at each sweep, and an fsync per
+            // topic per sweep would cost more than the publishes: the
+            // deletion is not durable by itself (`durable: false`) but goes
+            // with the next durable commit. Subscribers stop seeing the
+            // rows at once; rows a crash keeps are loaded by the next open
+            // and dropped by its first sweep: nothing is kept that should
+            // not be.
+            let drop = Pending::Drop {
+                name: Arc::clone(&self.name),
+                from: oldest,
+                to: oldest + dropped as u64,
+            };
+            let _ = self.store.write(drop, false);
+        }
+        dropped
+    }
+
     fn epoch(&self) -> Epoch {
         self.cache.epoch()
     }
@@ -414,6 +668,9 @@ impl Log for FileLog {
         // A removal that does not reach the file leaves the old life there;
         // the next open resumes it (same epoch, ids going on), which loses
         // nothing.
-        let _ = self.forget();
+        let forget = Pending::Forget {
+            name: Arc::clone(&self.name),
+        };
+        let _ = self.store.write(forget, true);
     }
 }

@@ -36,10 +36,7 @@ impl Drop for Dir {
 }
 
 fn hub(store: &FileStore, queue: usize) -> Hub {
-    Hub::builder()
-        .queue(queue)
-        .log_factory(store.factory())
-        .build()
+    Hub::builder().queue(queue).store(store.clone()).build()
 }
 
 fn poll(hub: &Hub, target: &str) -> Value {
@@ -183,10 +180,154 @@ fn a_file_from_a_newer_slosh_is_refused() {
     }
     let error = FileStore::open(&path, Sync::Always).unwrap_err();
     assert!(
-        matches!(error, OpenError::Newer { found: 2, .. }),
+        matches!(error, OpenError::Newer { found, .. } if found == slosh_file::FORMAT + 1),
         "{error}"
     );
     assert!(error.to_string().contains("upgrade slosh"), "{error}");
+}
+
+#[test]
+fn expired_messages_leave_the_file_too() {
+    let dir = Dir::new("expire");
+    let name = TopicName::parse("t").unwrap();
+    {
+        let store = FileStore::open(&dir.file(), Sync::Always).unwrap();
+        let log = store.log(&name, 10, Epoch::from_bits(1));
+        for n in 1..=2 {
+            log.append(Json::from(json!(n))).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let cutoff = slosh_core::stamp_now();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        log.append(Json::from(json!(3))).unwrap();
+        assert_eq!(log.expire(cutoff), 2);
+        assert_eq!(ids(&log), [3]);
+        assert_eq!(log.expire(cutoff), 0);
+    }
+    // The deletion had no fsync of its own; closing the store made it
+    // durable, and the stamps survive the reopen.
+    let store = FileStore::open(&dir.file(), Sync::Always).unwrap();
+    let log = store.log(&name, 10, Epoch::from_bits(2));
+    assert_eq!(ids(&log), [3]);
+    assert_eq!(log.max(), 3);
+    assert_eq!(log.expire(slosh_core::stamp_now() + 1), 1);
+    drop(log);
+    let log = store.log(&name, 10, Epoch::from_bits(2));
+    assert_eq!((ids(&log), log.max()), (vec![], 3));
+}
+
+#[test]
+fn a_format_1_file_is_upgraded_in_place_and_its_messages_kept() {
+    let dir = Dir::new("format1");
+    let path = dir.file();
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let write = db.begin_write().unwrap();
+        {
+            let mut meta = write
+                .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+                .unwrap();
+            meta.insert("format", 1).unwrap();
+            let mut topics = write
+                .open_table(redb::TableDefinition::<&str, (&str, u64, u64)>::new(
+                    "topics",
+                ))
+                .unwrap();
+            topics.insert("old", ("abcdefgh", 2, 2)).unwrap();
+            let mut messages = write
+                .open_table(redb::TableDefinition::<(&str, u64), &str>::new("messages"))
+                .unwrap();
+            messages.insert(("old", 1), "1").unwrap();
+            messages.insert(("old", 2), "2").unwrap();
+        }
+        write.commit().unwrap();
+    }
+    let store = FileStore::open(&path, Sync::Always).unwrap();
+    let log = store.log(&TopicName::parse("old").unwrap(), 10, Epoch::from_bits(5));
+    assert_eq!(ids(&log), [1, 2]);
+    assert_eq!(log.epoch().as_str(), "abcdefgh");
+    assert_eq!(log.append(Json::from(json!(3))).unwrap().id(), 3);
+    // Counted from the upgrade, the old messages are young.
+    assert_eq!(
+        log.expire(slosh_core::stamp_now().saturating_sub(60_000)),
+        0
+    );
+    drop(log);
+    drop(store);
+    let db = redb::Database::open(&path).unwrap();
+    let read = db.begin_read().unwrap();
+    let meta = read
+        .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+        .unwrap();
+    assert_eq!(
+        meta.get("format").unwrap().unwrap().value(),
+        slosh_file::FORMAT
+    );
+}
+
+#[test]
+fn the_file_stays_bounded_by_what_is_buffered() {
+    let dir = Dir::new("bounded");
+    let path = dir.file();
+    let store = FileStore::open(&path, Sync::Batch).unwrap();
+    let hub = hub(&store, 10);
+    let pad = "x".repeat(200);
+    let publish = |from: u32, to: u32| {
+        for n in from..to {
+            hub.publish(&format!("t{}", n % 10), &json!({"n": n, "pad": pad}))
+                .unwrap();
+        }
+    };
+    publish(0, 2_000);
+    std::thread::sleep(std::time::Duration::from_millis(120));
+    let early = std::fs::metadata(&path).unwrap().len();
+    publish(2_000, 20_000);
+    std::thread::sleep(std::time::Duration::from_millis(120));
+    let late = std::fs::metadata(&path).unwrap().len();
+    // 100 messages of ~220 bytes are buffered throughout: ten times the
+    // publishes must not make the file grow with them.
+    assert!(
+        late <= early * 2,
+        "{early} bytes after 2 000, {late} after 20 000"
+    );
+    eprintln!("file: {early} B after 2 000 publishes, {late} B after 20 000");
+}
+
+#[test]
+fn opening_gives_back_what_deleted_topics_held_and_restarts_do_not_grow_the_file() {
+    let dir = Dir::new("compact");
+    let path = dir.file();
+    let size = || std::fs::metadata(&path).unwrap().len();
+    let store = FileStore::open(&path, Sync::Batch).unwrap();
+    let hub = hub(&store, 1_000);
+    let pad = "x".repeat(2_000);
+    for n in 0..10_000 {
+        hub.publish(&format!("t{}", n % 10), &json!({"n": n, "pad": pad}))
+            .unwrap();
+    }
+    for n in 0..10 {
+        assert!(hub.delete(&format!("t{n}")));
+    }
+    drop(hub);
+    drop(store);
+    // 20 MB were buffered; nothing is now.
+    let full = size();
+    assert!(full > 20_000_000, "{full} bytes");
+    drop(FileStore::open(&path, Sync::Batch).unwrap());
+    let compacted = size();
+    assert!(
+        compacted < full / 4,
+        "{full} bytes before compaction, {compacted} after"
+    );
+    for _ in 0..3 {
+        drop(FileStore::open(&path, Sync::Batch).unwrap());
+    }
+    let again = size();
+    assert!(
+        again <= compacted,
+        "{compacted} bytes, then {again} after three restarts"
+    );
+    eprintln!("file: {full} B holding 20 MB, {compacted} B emptied and compacted");
 }
 
 #[derive(Debug, Clone)]

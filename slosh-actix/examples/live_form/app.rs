@@ -27,7 +27,7 @@ pub async fn serve(
     args: &ServeArgs,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let hub = Hub::builder().settings(args.settings()).build();
+    let hub = args.hub_builder()?.build();
     let options = ServeOptions {
         header_timeout: args.header_timeout,
         max_connections: args.max_connections,
