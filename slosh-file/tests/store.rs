@@ -265,19 +265,23 @@ fn a_format_1_file_is_upgraded_in_place_and_its_messages_kept() {
     );
 }
 
+/// Publishes message `n` of `ns`, padded with `pad` bytes, to topic
+/// `t{n % 10}`.
+fn publish_padded(hub: &Hub, ns: std::ops::Range<u32>, pad: usize) {
+    let pad = "x".repeat(pad);
+    for n in ns {
+        hub.publish(&format!("t{}", n % 10), &json!({"n": n, "pad": pad}))
+            .unwrap();
+    }
+}
+
 #[test]
 fn the_file_stays_bounded_by_what_is_buffered() {
     let dir = Dir::new("bounded");
     let path = dir.file();
     let store = FileStore::open(&path, Sync::Batch).unwrap();
     let hub = hub(&store, 10);
-    let pad = "x".repeat(200);
-    let publish = |from: u32, to: u32| {
-        for n in from..to {
-            hub.publish(&format!("t{}", n % 10), &json!({"n": n, "pad": pad}))
-                .unwrap();
-        }
-    };
+    let publish = |from: u32, to: u32| publish_padded(&hub, from..to, 200);
     publish(0, 2_000);
     std::thread::sleep(std::time::Duration::from_millis(120));
     let early = std::fs::metadata(&path).unwrap().len();
@@ -300,11 +304,7 @@ fn opening_gives_back_what_deleted_topics_held_and_restarts_do_not_grow_the_file
     let size = || std::fs::metadata(&path).unwrap().len();
     let store = FileStore::open(&path, Sync::Batch).unwrap();
     let hub = hub(&store, 1_000);
-    let pad = "x".repeat(2_000);
-    for n in 0..10_000 {
-        hub.publish(&format!("t{}", n % 10), &json!({"n": n, "pad": pad}))
-            .unwrap();
-    }
+    publish_padded(&hub, 0..10_000, 2_000);
     for n in 0..10 {
         assert!(hub.delete(&format!("t{n}")));
     }
