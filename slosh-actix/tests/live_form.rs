@@ -255,6 +255,16 @@ async fn with_a_file_store_the_ids_go_on_after_a_restart() {
         );
     }
     drop(app);
+    // actix's workers drop their app (and its hub's handle on the file)
+    // just after they report stopped, so the file can be held for a moment
+    // after the server returns; a new process would never see that.
+    let file = dir.join("topics.db");
+    let mut tries = 0;
+    while let Err(error) = slosh_file::FileStore::open(&file, slosh_file::Sync::Always) {
+        tries += 1;
+        assert!(tries < 500, "the file stayed open: {error}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let app = spawn_live_form(&["--store", &store]);
     // The file's topic is there before any request names it.
     let list = app.send("GET", "/topics", &[], "").await;

@@ -197,11 +197,12 @@ impl Hub {
             checked: false,
             cors: None,
         };
-        // Answer at once when something is buffered; the subscription is
-        // dropped with the poll, so an immediate answer never counts as a
-        // parked subscriber afterwards.
+        // Answer at once when something is buffered, or when messages
+        // after the cursor aged out (the loss is told now); the
+        // subscription is dropped with the poll, so an immediate answer
+        // never counts as a parked subscriber afterwards.
         let batch = Batch::read(poll.topic().log.as_ref(), poll.cursor);
-        if batch.messages.is_empty() {
+        if batch.messages.is_empty() && batch.missed() == 0 {
             poll.checked = true;
             Ok(Outcome::Park(poll))
         } else {

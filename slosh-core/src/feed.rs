@@ -179,16 +179,24 @@ impl Feed {
         }
         let batch = Batch::read(topic.log.as_ref(), self.cursor);
         self.cursor = Cursor(batch.max);
-        let last = batch.messages.last()?;
-        let unsent = last
-            .end()
-            .saturating_sub(self.progress.sent.load(Ordering::SeqCst));
-        if unsent > self.limit() {
-            self.progress.drop_slow(&self.hub, self.kind);
-            self.ended = Some(EndReason::TooSlow);
-            return Some(FeedStep::End(EndReason::TooSlow));
+        match batch.messages.last() {
+            Some(last) => {
+                let unsent = last
+                    .end()
+                    .saturating_sub(self.progress.sent.load(Ordering::SeqCst));
+                if unsent > self.limit() {
+                    self.progress.drop_slow(&self.hub, self.kind);
+                    self.ended = Some(EndReason::TooSlow);
+                    return Some(FeedStep::End(EndReason::TooSlow));
+                }
+                self.progress.sent.fetch_max(last.end(), Ordering::SeqCst);
+            }
+            // Messages after the cursor aged out before they could be
+            // sent: the cursor moves past them, and the gap must say so
+            // now, not at some later publish (or never).
+            None if batch.missed() > 0 => {}
+            None => return None,
         }
-        self.progress.sent.fetch_max(last.end(), Ordering::SeqCst);
         self.hub.inner.metrics.delivered(batch.delivering());
         self.sent_at(now);
         Some(FeedStep::Deliver(batch))

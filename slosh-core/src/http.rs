@@ -400,7 +400,8 @@ impl LongPoll {
         }
         let batch = Batch::read(topic.log.as_ref(), self.cursor);
         let timed_out = self.deadline.is_some_and(|deadline| now >= deadline);
-        if !batch.messages.is_empty() || timed_out || self.hub.is_shutting_down() {
+        let news = !batch.messages.is_empty() || batch.missed() > 0;
+        if news || timed_out || self.hub.is_shutting_down() {
             return Some(self.answer(batch, now));
         }
         None

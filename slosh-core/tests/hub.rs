@@ -459,13 +459,19 @@ fn messages_past_max_age_are_dropped_and_counted_in_saw() {
     clock.sweep();
     assert_eq!(clock.info("t").unwrap()["buffered"], 0);
     assert_eq!(clock.info("t").unwrap()["max"], 3);
-    // Nothing left to deliver: the poll waits, and the next message shows
-    // the three dropped ones in saw.
-    let mut parked = clock.park("/topics/t.json?n=0");
+    // Nothing left to deliver, but three missed: the poll is answered at
+    // once with the loss, rather than waiting for a publish that may
+    // never come to tell it.
+    assert_eq!(
+        body_json(&clock.get_now("/topics/t.json?n=0")),
+        json!({"max":3,"epoch":"aaaaaaaa","saw":3,"delivering":0,"res":[]})
+    );
+    // At max, the poll waits as always.
+    let mut parked = clock.park("/topics/t.json?n=3");
     clock.post_json("t", "4");
     assert_eq!(
         body_json(&ready(&mut parked, clock.now)),
-        json!({"max":4,"epoch":"aaaaaaaa","saw":4,"delivering":1,"res":[4]})
+        json!({"max":4,"epoch":"aaaaaaaa","saw":1,"delivering":1,"res":[4]})
     );
     let metrics = body_text(&clock.get_now("/metrics")).to_string();
     assert!(
@@ -1015,6 +1021,26 @@ fn sse_announces_a_gap_when_the_resume_point_is_older_than_the_buffer() {
         sent(stream.poll(clock.now)),
         "retry: 3000\n\nevent: gap\ndata: {\"missed\":2}\n\nid: 4@aaaaaaaa\ndata: 4\n\nid: 5@aaaaaaaa\ndata: 5\n\n"
     );
+}
+
+#[test]
+fn sse_tells_a_gap_of_aged_out_messages_at_once_not_at_the_next_publish() {
+    let clock = Clock::with(Settings::default());
+    for i in 1..=3 {
+        clock.post_json("t", &i.to_string());
+    }
+    assert_eq!(clock.hub.expire(slosh_core::stamp_now() + 1), 3);
+    let mut stream = open_stream(
+        &clock,
+        Request::new("GET", "/topics/t.sse").with_header("Last-Event-ID", "1"),
+    );
+    assert_eq!(
+        sent(stream.poll(clock.now)),
+        "retry: 3000\n\nevent: gap\ndata: {\"missed\":2}\n\n"
+    );
+    // The stream is now at 3: the next message follows with no second gap.
+    clock.post_json("t", "4");
+    assert_eq!(sent(stream.poll(clock.now)), "id: 4@aaaaaaaa\ndata: 4\n\n");
 }
 
 #[test]

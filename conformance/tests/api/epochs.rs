@@ -198,7 +198,20 @@ async fn over_a_file_store_a_restart_resumes_exactly() {
     drop(before);
     drop(store);
 
-    let store = slosh_file::FileStore::open(&file, slosh_file::Sync::Always).unwrap();
+    // actix's workers drop their app, and with it the hub's handle on the
+    // file, just after they report stopped: the file may stay open a
+    // moment after the server returns (a new process never sees that).
+    let mut tries = 0;
+    let store = loop {
+        match slosh_file::FileStore::open(&file, slosh_file::Sync::Always) {
+            Ok(store) => break store,
+            Err(error) => {
+                tries += 1;
+                assert!(tries < 500, "the file stayed open: {error}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    };
     let after = serve(&store).await;
     let body = after
         .get(&format!("/topics/kept.json?n=1@{epoch}"))

@@ -4,6 +4,7 @@
 
 mod disconnect;
 mod epochs;
+mod expiry;
 mod files;
 pub mod helpers;
 mod hostile;

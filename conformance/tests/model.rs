@@ -1,18 +1,25 @@
 //! Property test: random sequences of publish, poll with a cursor, poll by
-//! session, session expiry, delete, restart (a new hub: what a memory store
-//! is after the process restarts) and SSE resume, run against the hub and
-//! against a plain model of SPEC 3 and 5 and of epochs. Every answer's
-//! `max`, `epoch`, `reset`, `saw`, `delivering`, ids and order must match
-//! the model, with cursors bare, of this epoch, or of an earlier one.
+//! session, session expiry, age expiry, delete, restart and SSE resume, run
+//! against a hub on every store (memory, and the file store with each sync
+//! mode) and against a plain model of SPEC 3 and 5 and of epochs. Every
+//! answer's `max`, `epoch`, `reset`, `saw`, `delivering`, ids and order
+//! must match the model, with cursors bare, of this epoch, or of an earlier
+//! one. The delivery rules are written once, above the store seam; this is
+//! the test that they read every store alike, and that a restart means
+//! what each store promises: the memory store forgets (a new epoch), the
+//! file store goes on (same epoch, same ids; sessions, which live in the
+//! hub, are forgotten by both).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use serde_json::Value;
-use slosh_core::{Epoch, Hub, Outcome, Request, Response, Settings, StreamStep, Wake};
+use slosh_core::{stamp_now, Epoch, Hub, Outcome, Request, Response, Settings, StreamStep, Wake};
+use slosh_file::{FileStore, Sync};
 
 const CLIENTS: usize = 3;
 
@@ -30,9 +37,18 @@ enum Op {
     Delete,
     /// Open an SSE stream resuming at max + offset − 2 and read once.
     Stream(u8, Tag),
-    /// The server restarts with a memory store: a new hub, everything
-    /// forgotten, the topic's next life in a new epoch.
+    /// The server restarts: a new hub on what the store kept.
     Restart,
+    /// Every buffered message grows older than `max_age`, and the sweep
+    /// drops them.
+    AgeOut,
+}
+
+/// The store under test.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Memory,
+    File(Sync),
 }
 
 /// How a cursor names its epoch.
@@ -59,6 +75,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Delete),
         1 => ((0u8..6), tag()).prop_map(|(o, t)| Op::Stream(o, t)),
         1 => Just(Op::Restart),
+        1 => Just(Op::AgeOut),
     ]
 }
 
@@ -80,15 +97,43 @@ struct Model {
     /// stop (204) until the topic exists again or five minutes pass. The
     /// inner value is the sweep that first saw the removal.
     gone: Option<Option<Instant>>,
-    /// How many lives the topic has had: each creation draws the next
-    /// epoch from the hub's counter.
-    creations: u64,
+    /// Epochs the hub has drawn from the test's counter: one per topic
+    /// life it creates, and one per topic a hub loads from its store (which
+    /// then keeps the store's own).
+    draws: u64,
+    /// The current life's epoch, while the topic exists.
+    epoch: Option<Epoch>,
+    /// Every epoch an earlier life had: none may come back.
+    earlier: Vec<Epoch>,
+    /// Ids up to this one have aged out.
+    aged_to: u64,
+    /// Whether the store holds this life (a file store writes a topic at
+    /// its first publish), so that a restart finds it again.
+    stored: bool,
 }
 
 impl Model {
-    /// The current life's epoch (the hub's source counts from 0).
+    /// The current life's epoch.
     fn epoch(&self) -> Epoch {
-        Epoch::from_bits(self.creations.saturating_sub(1))
+        self.epoch.expect("the topic exists")
+    }
+
+    /// A new life: the hub draws the next epoch.
+    fn create(&mut self) {
+        let epoch = Epoch::from_bits(self.draws);
+        self.draws += 1;
+        assert!(!self.earlier.contains(&epoch));
+        self.epoch = Some(epoch);
+    }
+
+    /// The life ends (delete, or a restart that forgets).
+    fn end_life(&mut self) {
+        self.earlier.extend(self.epoch.take());
+        self.life += 1;
+        self.messages.clear();
+        self.aged_to = 0;
+        self.stored = false;
+        self.exists = false;
     }
 
     /// `cursor` as the client writes it, and whether the hub must read it
@@ -111,7 +156,11 @@ impl Model {
     fn batch(&self, cursor: u64) -> (u64, u64, Vec<(u64, i64)>) {
         let max = self.max();
         let cursor = if cursor > max { 0 } else { cursor };
-        let buffered_from = self.messages.len().saturating_sub(self.queue);
+        let buffered_from = self
+            .messages
+            .len()
+            .saturating_sub(self.queue)
+            .max(self.aged_to as usize);
         let delivered: Vec<(u64, i64)> = self.messages[buffered_from..]
             .iter()
             .filter(|(id, _)| *id > cursor)
@@ -147,7 +196,29 @@ fn expect(response: &Response, model: (u64, u64, Vec<(u64, i64)>)) {
     assert_eq!(parse(response), (max, saw, values));
 }
 
-fn run(queue: usize, ops: Vec<Op>) {
+/// A file for one case, removed after it.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        static CASE: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "slosh-model-{}-{}",
+            std::process::id(),
+            CASE.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(kind: Kind, queue: usize, ops: Vec<Op>) {
     let settings = Settings {
         queue,
         poll_timeout: Some(Duration::from_secs(1)),
@@ -158,14 +229,22 @@ fn run(queue: usize, ops: Vec<Op>) {
     // One counter across restarts: every life gets a new epoch, as the
     // random source gives in production.
     let counter = Arc::new(AtomicU64::new(0));
-    let build = || {
+    let scratch = Scratch::new();
+    let file = scratch.0.join("slosh.db");
+    // The old hub (and with it every handle on the file) is dropped before
+    // the next is built, as in a process that exits and starts again.
+    let build = |old: Option<Hub>| {
+        drop(old);
         let counter = Arc::clone(&counter);
-        Hub::builder()
+        let builder = Hub::builder()
             .settings(settings.clone())
-            .epochs(move || Epoch::from_bits(counter.fetch_add(1, Ordering::Relaxed)))
-            .build()
+            .epochs(move || Epoch::from_bits(counter.fetch_add(1, Ordering::Relaxed)));
+        match kind {
+            Kind::Memory => builder.build(),
+            Kind::File(sync) => builder.store(FileStore::open(&file, sync).unwrap()).build(),
+        }
     };
-    let mut hub = build();
+    let mut hub = build(None);
     let mut now = Instant::now();
     let mut model = Model {
         queue,
@@ -173,12 +252,12 @@ fn run(queue: usize, ops: Vec<Op>) {
     };
 
     for op in ops {
-        let touches = !matches!(op, Op::Delete | Op::Expire | Op::Restart);
+        let touches = !matches!(op, Op::Delete | Op::Expire | Op::Restart | Op::AgeOut);
         // The op creates the topic (unless it is refused): its life's epoch
         // is the hub's next.
         let created = touches && !model.exists;
         if created {
-            model.creations += 1;
+            model.create();
         }
         match op {
             Op::Publish(value) => {
@@ -192,6 +271,7 @@ fn run(queue: usize, ops: Vec<Op>) {
                     other => panic!("{other:?}"),
                 };
                 model.messages.push((model.max() + 1, value));
+                model.stored = true;
                 let body: Value = serde_json::from_slice(&response.body).unwrap();
                 assert_eq!(body["id"].as_u64(), Some(model.max()));
             }
@@ -200,20 +280,17 @@ fn run(queue: usize, ops: Vec<Op>) {
                 let (text, reset) = model.cursor_text(cursor, tag);
                 let target = format!("/topics/t.json?n={text}");
                 let expected = model.batch(if reset { 0 } else { cursor });
+                // Nothing to deliver and nothing missed: the poll waits.
+                let news = expected.1 > 0;
                 match hub.handle(Request::new("GET", &target), now) {
                     Outcome::Respond(response) => {
-                        assert!(
-                            !expected.2.is_empty(),
-                            "answered at once with nothing to deliver"
-                        );
+                        assert!(news, "answered at once with nothing to tell");
                         expect(&response, expected);
                         let body: Value = serde_json::from_slice(&response.body).unwrap();
                         assert_eq!(body["epoch"], model.epoch().as_str());
                         assert_eq!(body.get("reset").is_some(), reset, "{body}");
                     }
-                    Outcome::Park(_) => {
-                        assert!(expected.2.is_empty(), "parked with messages buffered")
-                    }
+                    Outcome::Park(_) => assert!(!news, "parked with news to tell"),
                     other => panic!("a .json poll answers or parks, got {other:?}"),
                 }
             }
@@ -231,16 +308,14 @@ fn run(queue: usize, ops: Vec<Op>) {
                     _ => model.max(),
                 };
                 let expected = model.batch(cursor);
+                let news = expected.1 > 0;
                 let response = match hub.handle(request, now) {
                     Outcome::Respond(response) => {
-                        assert!(
-                            !expected.2.is_empty(),
-                            "answered at once with nothing to deliver"
-                        );
+                        assert!(news, "answered at once with nothing to tell");
                         response
                     }
                     Outcome::Park(mut poll) => {
-                        assert!(expected.2.is_empty(), "parked with messages buffered");
+                        assert!(!news, "parked with news to tell");
                         now += Duration::from_secs(1);
                         match poll.poll(now) {
                             Wake::Ready(response) => response,
@@ -282,22 +357,43 @@ fn run(queue: usize, ops: Vec<Op>) {
                 };
                 assert_eq!(deleted, if model.exists { 200 } else { 404 });
                 if model.exists {
-                    model.life += 1;
+                    model.end_life();
                     model.gone = Some(None);
                 }
-                model.exists = false;
-                model.messages.clear();
             }
             Op::Restart => {
-                hub = build();
-                model.messages.clear();
-                model.exists = false;
+                hub = build(Some(hub));
+                let kept = matches!(kind, Kind::File(_)) && model.stored;
+                if kept {
+                    // The hub loads the topic: it draws an epoch for it,
+                    // and the store's own is kept.
+                    model.draws += 1;
+                } else if model.exists {
+                    model.end_life();
+                }
+                // What the hub held in memory is gone with it: sessions,
+                // and the list of deleted topics.
                 model.gone = None;
-                model.life += 1;
                 model.cursors.clear();
                 for (_, known) in model.cookies.iter_mut().flatten() {
                     *known = false;
                 }
+                // A topic that only lived in the hub is no more; a stored
+                // one is listed at once.
+                let listed = match hub.handle(Request::new("GET", "/topics"), now) {
+                    Outcome::Respond(response) => {
+                        let body: Value = serde_json::from_slice(&response.body).unwrap();
+                        body.to_string().contains("\"t\"")
+                    }
+                    other => panic!("{other:?}"),
+                };
+                assert_eq!(listed, kept, "after a restart");
+            }
+            Op::AgeOut => {
+                let dropped = hub.expire(stamp_now() + 1);
+                let buffered = model.batch(0).2;
+                assert_eq!(dropped, buffered.len(), "messages aged out");
+                model.aged_to = model.max();
             }
             Op::Stream(offset, tag) => {
                 let resume = (model.max() + u64::from(offset)).saturating_sub(2);
@@ -309,7 +405,8 @@ fn run(queue: usize, ops: Vec<Op>) {
                     Outcome::Respond(response) if model.gone.is_some() && !model.exists => {
                         assert_eq!(response.status, 204, "a reconnect to a deleted topic");
                         if created {
-                            model.creations -= 1;
+                            model.draws -= 1;
+                            model.epoch = None;
                         }
                         // Nothing created: the topic stays gone.
                         continue;
@@ -348,7 +445,23 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
     #[test]
-    fn the_hub_delivers_as_the_model_says(queue in 1usize..6, ops in proptest::collection::vec(op(), 1..60)) {
-        run(queue, ops);
+    fn the_hub_on_the_memory_store_delivers_as_the_model_says(queue in 1usize..6, ops in proptest::collection::vec(op(), 1..60)) {
+        run(Kind::Memory, queue, ops);
+    }
+}
+
+// Each publish of `--sync always` is an fsync, and each case opens a file:
+// fewer cases, the same ops.
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn the_hub_on_the_file_store_delivers_as_the_model_says(queue in 1usize..6, ops in proptest::collection::vec(op(), 1..60)) {
+        run(Kind::File(Sync::Always), queue, ops);
+    }
+
+    #[test]
+    fn the_hub_on_the_batched_file_store_delivers_as_the_model_says(queue in 1usize..6, ops in proptest::collection::vec(op(), 1..60)) {
+        run(Kind::File(Sync::Batch), queue, ops);
     }
 }
