@@ -17,7 +17,7 @@ use crate::metrics::{Metrics, SubscriberKind};
 use crate::name::{self, TopicName};
 use crate::session::{RandomSource, Sessions};
 use crate::settings::{Mode, Settings};
-use crate::store::{Log, MemoryLog, Store};
+use crate::store::{Change, Log, MemoryLog, Removal, Store};
 use crate::topic::{Subscription, Topic};
 
 /// The longest a sweeper sleeps between sweeps. Expiry rules notice changes
@@ -406,6 +406,20 @@ impl Hub {
         let epoch = (self.inner.epochs)();
         let log = (self.inner.log_factory)(&name, self.inner.settings.queue, epoch);
         let topic = Arc::new(Topic::new(name.clone(), log));
+        // Weak: the log is the topic's own and the hub's, and must keep
+        // neither alive.
+        let (woken, hub) = (Arc::downgrade(&topic), Arc::downgrade(&self.inner));
+        topic.log.watch(Box::new(move |change| {
+            let Some(topic) = woken.upgrade() else { return };
+            match change {
+                Change::Appended => topic.wake_all(),
+                Change::Deleted | Change::Reset => {
+                    if let Some(inner) = hub.upgrade() {
+                        Hub { inner }.ended_elsewhere(&topic, change == Change::Deleted);
+                    }
+                }
+            }
+        }));
         self.inner.gone.forget(name.as_str());
         topics.insert(name, Arc::clone(&topic));
         Ok(topic)
@@ -453,11 +467,32 @@ impl Hub {
         let removed = self.write_topics().remove(name);
         match removed {
             Some(topic) => {
-                topic.close();
+                topic.close(Removal::Deleted);
                 self.inner.gone.remember(topic.name.clone());
                 true
             }
             None => false,
+        }
+    }
+
+    /// A shared store ended this life of `topic` (see [`Change`]): it
+    /// leaves the table, if it is still the one there, and its subscribers
+    /// end. A deletion is remembered like a local `DELETE`, so browsers
+    /// stop reconnecting; a reset is not, so they reconnect into the new
+    /// life and are told of the reset by their cursor's epoch.
+    fn ended_elsewhere(&self, topic: &Arc<Topic>, deleted: bool) {
+        {
+            let mut topics = self.write_topics();
+            if topics
+                .get(&topic.name)
+                .is_some_and(|held| Arc::ptr_eq(held, topic))
+            {
+                topics.remove(&topic.name);
+            }
+        }
+        topic.end();
+        if deleted {
+            self.inner.gone.remember(topic.name.clone());
         }
     }
 
@@ -497,7 +532,7 @@ impl Hub {
                 .collect()
         };
         for topic in removed {
-            topic.close();
+            topic.close(Removal::Expired);
             self.inner.gone.remember(topic.name.clone());
         }
         if let Some(age) = self.inner.settings.max_age {

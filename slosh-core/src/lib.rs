@@ -181,7 +181,9 @@ pub use name::TopicName;
 pub use route::{Format, Route, Suffix};
 pub use settings::{Mode, ServeOptions, Settings};
 pub use socket::{Socket, SocketStep};
-pub use store::{stamp_now, Head, Log, MemoryLog, Stamp, Store, StoreError};
+pub use store::{
+    stamp_now, Change, Head, Log, MemoryLog, Notify, Removal, Stamp, Store, StoreError,
+};
 pub use stream::{Chunks, EventStream, StreamStep};
 pub use wake::Wake;
 

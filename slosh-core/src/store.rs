@@ -51,12 +51,56 @@ pub trait Log: Send + Sync {
     /// cursor from another life is never read as a place in this one.
     fn epoch(&self) -> Epoch;
 
-    /// The hub removed the topic (DELETE, idle expiry, a mailbox's linger
-    /// ran out): a store that outlives the hub forgets its messages, so the
-    /// next topic of that name is a new life. The memory log has nothing to
-    /// do: it is dropped with the topic.
-    fn remove(&self) {}
+    /// The hub removed the topic, for the reason `why`: a store that
+    /// outlives the hub forgets its messages, so the next topic of that
+    /// name is a new life. A store shared by several servers forgets it
+    /// only when it was [`Removal::Deleted`]: a topic this server stopped
+    /// holding may still be watched on another. The memory log has nothing
+    /// to do: it is dropped with the topic.
+    fn remove(&self, why: Removal) {
+        let _ = why;
+    }
+
+    /// Called once, when the hub has made the topic: `notify` tells the
+    /// hub what happened to it elsewhere. A store shared by several
+    /// servers keeps it and calls it with [`Change::Appended`] whenever
+    /// messages arrive from another server (after they are readable), so
+    /// local subscribers get them as if published here, and with
+    /// [`Change::Deleted`] or [`Change::Reset`] when this life of the topic
+    /// ended elsewhere. A log that only this hub appends to ignores it: the
+    /// hub wakes subscribers after its own appends.
+    fn watch(&self, notify: Notify) {
+        drop(notify);
+    }
 }
+
+/// Why the hub removed a topic; see [`Log::remove`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// `DELETE`, on this server or (for a shared store) another.
+    Deleted,
+    /// Nobody used it here for `topic_idle`, or a mailbox's `linger` ran
+    /// out: this server no longer holds it.
+    Expired,
+}
+
+/// What a shared store tells the hub about one of its topics; see
+/// [`Log::watch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// New messages are readable: wake the topic's subscribers.
+    Appended,
+    /// Another server deleted the topic: end it here too, as a `DELETE`.
+    Deleted,
+    /// The store no longer holds this life of the topic (its epoch changed
+    /// or its data was lost, say a Redis restarted without persistence):
+    /// end it here, so subscribers reconnect into the new life and are told
+    /// of the reset by their cursor's epoch.
+    Reset,
+}
+
+/// Tells the hub what happened to a topic elsewhere; see [`Log::watch`].
+pub type Notify = Box<dyn Fn(Change) + Send + Sync>;
 
 /// Where topics' logs live, for [`Builder::store`](crate::Builder::store):
 /// a file, a shared server. (Memory, the default, needs no store: its logs
@@ -113,8 +157,12 @@ impl<L: Log + ?Sized> Log for std::sync::Arc<L> {
         (**self).epoch()
     }
 
-    fn remove(&self) {
-        (**self).remove()
+    fn remove(&self, why: Removal) {
+        (**self).remove(why)
+    }
+
+    fn watch(&self, notify: Notify) {
+        (**self).watch(notify)
     }
 }
 
@@ -247,6 +295,52 @@ impl MemoryLog {
     }
 }
 
+impl MemoryLog {
+    /// Appends a message a shared store numbered `id`, with the store's
+    /// running byte total `end` after it: how a server's cache of a topic
+    /// other servers publish to follows the store. Only the next id is
+    /// taken; otherwise nothing changes and the error is the cache's `max`
+    /// (below `id − 1`: the caller must fetch the messages between first,
+    /// or [`MemoryLog::jump`] past them; at or above `id`: already here).
+    pub fn push_numbered(&self, id: u64, json: Json, at: Stamp, end: u64) -> Result<Message, u64> {
+        let mut ring = self.lock();
+        if id != ring.max + 1 {
+            return Err(ring.max);
+        }
+        ring.max = id;
+        ring.end = end;
+        let message = Message::new(id, self.epoch, json, end);
+        if ring.messages.len() == self.capacity {
+            ring.messages.pop_front();
+            ring.stamps.pop_front();
+        }
+        ring.messages.push_back(message.clone());
+        ring.stamps.push_back(at);
+        Ok(message)
+    }
+
+    /// Moves `max` to `max` (and the byte total to `end`) with nothing
+    /// buffered, when a shared store no longer holds the messages between:
+    /// readers see them counted in `saw`, as any loss. Never moves back.
+    pub fn jump(&self, max: u64, end: u64) {
+        let mut ring = self.lock();
+        if max > ring.max {
+            ring.max = max;
+            ring.end = end.max(ring.end);
+            ring.messages.clear();
+            ring.stamps.clear();
+        }
+    }
+
+    /// The buffered message with id `id`, if there is one.
+    pub fn get(&self, id: u64) -> Option<Message> {
+        let ring = self.lock();
+        let oldest = (ring.max + 1).checked_sub(ring.messages.len() as u64)?;
+        let at = usize::try_from(id.checked_sub(oldest)?).ok()?;
+        ring.messages.get(at).cloned()
+    }
+}
+
 impl Log for MemoryLog {
     fn append(&self, json: Json) -> Result<Message, StoreError> {
         Ok(self.push(json, stamp_now()))
@@ -298,6 +392,26 @@ impl Log for MemoryLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cache_takes_only_the_next_numbered_id_and_jumps_past_lost_ones() {
+        let log = MemoryLog::new(2, Epoch::from_bits(0));
+        let json = |n: u64| Json::from(serde_json::json!(n));
+        assert_eq!(log.push_numbered(1, json(1), 0, 1).map(|m| m.id()), Ok(1));
+        // Already here, and a gap: both refused with the cache's max.
+        assert_eq!(log.push_numbered(1, json(1), 0, 1).map(|m| m.id()), Err(1));
+        assert_eq!(log.push_numbered(3, json(3), 0, 3).map(|m| m.id()), Err(1));
+        assert_eq!(log.get(1).map(|m| m.id()), Some(1));
+        assert!(log.get(2).is_none());
+        log.jump(5, 5);
+        assert_eq!((log.max(), log.buffered()), (5, 0));
+        log.jump(3, 3);
+        assert_eq!(log.max(), 5, "never back");
+        assert_eq!(log.push_numbered(6, json(6), 0, 6).map(|m| m.id()), Ok(6));
+        let mut out = Vec::new();
+        assert_eq!(log.read_after(0, &mut out), 6);
+        assert_eq!(out.iter().map(Message::id).collect::<Vec<_>>(), vec![6]);
+    }
 
     fn log_with(capacity: usize, count: u64) -> MemoryLog {
         let log = MemoryLog::new(capacity, Epoch::from_bits(0));

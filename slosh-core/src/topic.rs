@@ -12,7 +12,7 @@ use crate::message::{Json, Message};
 use crate::metrics::{Metrics, SubscriberKind};
 use crate::name::TopicName;
 use crate::settings::{Mode, Settings};
-use crate::store::Log;
+use crate::store::{Log, Removal};
 
 /// One topic.
 ///
@@ -78,10 +78,17 @@ impl Topic {
         self.event.notify(usize::MAX);
     }
 
-    /// Ends every subscriber: the topic was deleted or expired.
-    pub(crate) fn close(&self) {
+    /// Ends every subscriber: the topic was deleted or expired here, and
+    /// the store is told why.
+    pub(crate) fn close(&self, why: Removal) {
+        self.log.remove(why);
+        self.end();
+    }
+
+    /// Ends every subscriber without telling the store: the store itself
+    /// said this life of the topic is over (see [`crate::Change`]).
+    pub(crate) fn end(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        self.log.remove();
         self.event.notify(usize::MAX);
     }
 

@@ -1308,7 +1308,7 @@ impl slosh_core::Log for Down {
     fn epoch(&self) -> Epoch {
         self.0.epoch()
     }
-    fn remove(&self) {
+    fn remove(&self, _why: slosh_core::Removal) {
         // The test reads a removal as the flag going up.
         self.1.store(true, std::sync::atomic::Ordering::SeqCst);
     }
@@ -1358,4 +1358,110 @@ fn a_store_that_cannot_keep_a_message_is_503_and_wakes_nobody() {
         200
     );
     assert!(down.load(std::sync::atomic::Ordering::SeqCst), "removed");
+}
+
+/// A log as a store shared by several servers hands it out: its cache is
+/// the test's, so the test can append "on another server", and the notice
+/// callback the hub gives it is kept for the test to call.
+struct Watched {
+    cache: std::sync::Arc<slosh_core::MemoryLog>,
+    notify: std::sync::Arc<std::sync::Mutex<Option<slosh_core::Notify>>>,
+}
+
+impl slosh_core::Log for Watched {
+    fn append(
+        &self,
+        json: slosh_core::Json,
+    ) -> Result<slosh_core::Message, slosh_core::StoreError> {
+        self.cache.append(json)
+    }
+    fn read_after(&self, after: u64, out: &mut Vec<slosh_core::Message>) -> u64 {
+        self.cache.read_after(after, out)
+    }
+    fn max(&self) -> u64 {
+        self.cache.max()
+    }
+    fn head(&self) -> slosh_core::Head {
+        self.cache.head()
+    }
+    fn buffered(&self) -> usize {
+        self.cache.buffered()
+    }
+    fn expire(&self, before: slosh_core::Stamp) -> usize {
+        self.cache.expire(before)
+    }
+    fn epoch(&self) -> Epoch {
+        self.cache.epoch()
+    }
+    fn watch(&self, notify: slosh_core::Notify) {
+        *self.notify.lock().unwrap() = Some(notify);
+    }
+}
+
+#[test]
+fn a_shared_stores_notices_wake_end_and_delete_topics() {
+    use slosh_core::Change;
+    type Slot = std::sync::Arc<std::sync::Mutex<Option<slosh_core::Notify>>>;
+    let caches = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let notify: Slot = std::sync::Arc::default();
+    let (made, slot) = (
+        std::sync::Arc::clone(&caches),
+        std::sync::Arc::clone(&notify),
+    );
+    let clock = Clock::new(
+        Hub::builder()
+            .epochs(|| Epoch::from_bits(0))
+            .log_factory(move |_, queue, epoch| {
+                let cache = std::sync::Arc::new(slosh_core::MemoryLog::new(queue, epoch));
+                made.lock().unwrap().push(std::sync::Arc::clone(&cache));
+                Box::new(Watched {
+                    cache,
+                    notify: std::sync::Arc::clone(&slot),
+                }) as Box<dyn slosh_core::Log>
+            })
+            .build(),
+    );
+    let tell = |change| (notify.lock().unwrap().as_ref().unwrap())(change);
+
+    // Appended elsewhere: the store has it in the cache, the notice wakes.
+    let mut poll = clock.park("/topics/s.json?n=0");
+    let cache = std::sync::Arc::clone(&caches.lock().unwrap()[0]);
+    let Wake::Wait(listener) = poll.poll(clock.now) else {
+        panic!("parked before the push")
+    };
+    let mut listener = Box::pin(listener);
+    let mut woken = || {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        std::future::Future::poll(listener.as_mut(), &mut cx).is_ready()
+    };
+    cache.push(slosh_core::Json::from(json!("elsewhere")), 0);
+    assert!(!woken(), "a push alone wakes nobody");
+    tell(Change::Appended);
+    assert!(woken(), "the notice wakes the parked poll");
+    assert_eq!(
+        body_json(&ready(&mut poll, clock.now))["res"],
+        json!(["elsewhere"])
+    );
+
+    // Reset: the topic ends here, leaves the table, and a reconnecting
+    // browser is served (into a new life), not told to stop.
+    let mut stream = open_stream(&clock, Request::new("GET", "/topics/s.sse"));
+    sent(stream.poll(clock.now));
+    tell(Change::Reset);
+    assert!(matches!(stream.poll(clock.now), StreamStep::End(_)));
+    assert!(clock.info("s").is_none());
+    let reconnect = || Request::new("GET", "/topics/s.sse").with_header("Last-Event-ID", "1");
+    let again = match clock.request(reconnect()) {
+        Outcome::Stream(stream) => stream,
+        other => panic!("expected a stream, got {other:?}"),
+    };
+    assert_eq!(caches.lock().unwrap().len(), 2, "a new life's log");
+
+    // Deleted elsewhere: as a local DELETE, reconnects are told to stop.
+    let mut again = again;
+    sent(again.poll(clock.now));
+    tell(Change::Deleted);
+    assert!(matches!(again.poll(clock.now), StreamStep::End(_)));
+    assert!(clock.info("s").is_none());
+    assert_eq!(clock.respond(reconnect()).status, 204);
 }

@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use slosh_core::{
-    stamp_now, Epoch, Head, Json, Log, MemoryLog, Message, Stamp, StoreError, TopicName,
+    stamp_now, Epoch, Head, Json, Log, MemoryLog, Message, Removal, Stamp, StoreError, TopicName,
 };
 
 /// The layout version this crate writes and reads. Format 1 (messages
@@ -386,6 +386,14 @@ impl FileStore {
         })
     }
 
+    /// Writes every publish queued by [`Sync::Batch`] now, in one fsynced
+    /// commit, instead of at the end of its window: before a backup, or
+    /// where a test must know what the file holds. With [`Sync::Always`]
+    /// there is nothing queued.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+
     /// The file.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -663,7 +671,9 @@ impl Log for FileLog {
         self.cache.epoch()
     }
 
-    fn remove(&self) {
+    fn remove(&self, _why: Removal) {
+        // Expired or deleted, nobody else holds the file's topics: either
+        // way the next life starts afresh.
         let _one = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         // A removal that does not reach the file leaves the old life there;
         // the next open resumes it (same epoch, ids going on), which loses
