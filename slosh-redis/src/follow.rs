@@ -1,0 +1,160 @@
+//! One topic as this server follows it: the cache every read is served
+//! from, and the rules for bringing it up to what Redis holds.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use slosh_core::{Change, Log, MemoryLog, Notify, StoreError};
+
+use crate::entry::Entry;
+use crate::Shared;
+
+/// A topic followed from Redis, shared by its [`RedisLog`](crate::RedisLog)
+/// and the watcher.
+pub(crate) struct Follow {
+    pub(crate) name: Arc<str>,
+    pub(crate) queue: usize,
+    /// Every read is served from here; it only ever takes the next id.
+    pub(crate) cache: MemoryLog,
+    /// Whether the cache is known to be a life Redis holds. A log opened
+    /// while Redis was unreachable is not, and refuses publishes until the
+    /// watcher (or its next append) finds out.
+    synced: AtomicBool,
+    /// Set once this life is over (deleted or reset elsewhere).
+    ended: AtomicBool,
+    /// The hub's callback, set once the topic is made.
+    notify: OnceLock<Notify>,
+    /// One append at a time (see `RedisLog::append`).
+    appending: Mutex<()>,
+}
+
+/// A pub/sub entry came with ids missing before it: the caller reads
+/// Redis instead.
+pub(crate) struct Gap;
+
+impl Follow {
+    pub(crate) fn new(name: &str, queue: usize, cache: MemoryLog, synced: bool) -> Follow {
+        Follow {
+            name: Arc::from(name),
+            queue,
+            cache,
+            synced: AtomicBool::new(synced),
+            ended: AtomicBool::new(false),
+            notify: OnceLock::new(),
+            appending: Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn appending(&self) -> MutexGuard<'_, ()> {
+        self.appending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_notify(&self, notify: Notify) {
+        let _ = self.notify.set(notify);
+        // Ended before the hub was listening: tell it now.
+        if self.has_ended() {
+            self.tell(Change::Reset);
+        }
+    }
+
+    fn tell(&self, change: Change) {
+        if let Some(notify) = self.notify.get() {
+            notify(change);
+        }
+    }
+
+    /// This life is over; the hub ends the topic here.
+    pub(crate) fn end(&self, why: Change) {
+        if !self.ended.swap(true, Ordering::SeqCst) {
+            self.tell(why);
+        }
+    }
+
+    /// Puts `entries` (in id order) into the cache and returns whether any
+    /// was new. `complete` says they are everything Redis held after the
+    /// cache's max when read, so ids missing before the first were trimmed
+    /// there and are skipped (counted in `saw`, as any loss); otherwise a
+    /// hole is a [`Gap`] for the caller to fill from Redis.
+    pub(crate) fn apply(&self, entries: Vec<Entry>, complete: bool) -> Result<bool, Gap> {
+        let mut new = false;
+        for entry in entries {
+            let max = self.cache.max();
+            if entry.id <= max {
+                continue;
+            }
+            if entry.id > max + 1 {
+                if !complete {
+                    return Err(Gap);
+                }
+                self.cache.jump(entry.id - 1, entry.start());
+            }
+            let (id, end) = (entry.id, entry.end);
+            if self
+                .cache
+                .push_numbered(id, entry.json, entry.stamp, end)
+                .is_ok()
+            {
+                new = true;
+            }
+        }
+        Ok(new)
+    }
+
+    /// Brings the cache up to what Redis holds, waking subscribers for
+    /// what was new; ends this life with a reset when Redis holds another
+    /// (or lost this one).
+    pub(crate) fn catch_up(&self, shared: &Shared) -> Result<(), StoreError> {
+        let max = self.cache.max();
+        // A cache that holds nothing may claim an empty topic for its
+        // epoch; one that holds messages Redis lost may not.
+        let claim = (max == 0).then(|| self.cache.epoch());
+        let snapshot = shared.sync(&self.name, self.queue, max, claim)?;
+        if snapshot.epoch != Some(self.cache.epoch()) || snapshot.max < max {
+            self.end(Change::Reset);
+            return Err(StoreError(
+                "this topic's life ended in Redis; publish again".to_string(),
+            ));
+        }
+        // Complete: the read returned everything after `max`.
+        if let Ok(true) = self.apply(snapshot.entries, true) {
+            self.tell(Change::Appended);
+        }
+        self.synced.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// An entry announced on the topic's channel, in epoch `epoch`.
+    pub(crate) fn announced(&self, shared: &Shared, epoch: &str, entry: Entry) {
+        if self.has_ended() {
+            return;
+        }
+        if epoch != self.cache.epoch().as_str() || !self.is_synced() {
+            let _ = self.catch_up(shared);
+            return;
+        }
+        match self.apply(vec![entry], false) {
+            Ok(true) => self.tell(Change::Appended),
+            Ok(false) => {}
+            Err(Gap) => {
+                let _ = self.catch_up(shared);
+            }
+        }
+    }
+
+    /// `deleted EPOCH` was announced: this life ends if it is the one.
+    pub(crate) fn deleted(&self, epoch: &str) {
+        if epoch == self.cache.epoch().as_str() {
+            self.end(Change::Deleted);
+        }
+    }
+}

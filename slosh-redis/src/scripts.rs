@@ -1,0 +1,93 @@
+//! The Lua scripts: each change to a topic in Redis is one of them, so it
+//! is atomic (two servers publishing at once never share or skip an id).
+//!
+//! Numbers are written with `%d`: Lua 5.1 would print large ones in
+//! exponent form.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Claims the topic for a new life when Redis holds nothing (`ARGV[2]`,
+/// an epoch, or empty to claim nothing), refreshes the time to live
+/// (`ARGV[3]`, ms), and returns `{epoch or "", max, end, entries after
+/// ARGV[1] (at most ARGV[4])}`.
+pub(crate) static SYNC: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local head, log = KEYS[1], KEYS[2]
+if ARGV[2] ~= '' then redis.call('HSETNX', head, 'epoch', ARGV[2]) end
+local h = redis.call('HMGET', head, 'epoch', 'max', 'end')
+if not h[1] then return {'', 0, 0, {}} end
+redis.call('PEXPIRE', head, ARGV[3])
+redis.call('PEXPIRE', log, ARGV[3])
+local max = tonumber(h[2] or '0')
+local len = redis.call('LLEN', log)
+local start = tonumber(ARGV[1]) - max + len
+if start < 0 then start = 0 end
+local keep = tonumber(ARGV[4])
+if len - start > keep then start = len - keep end
+return {h[1], max, tonumber(h[3] or '0'), redis.call('LRANGE', log, start, -1)}
+",
+    )
+});
+
+/// Appends `ARGV[2]` (JSON, stamped `ARGV[3]`) under the next id if the
+/// topic's epoch is still `ARGV[1]`, keeps the newest `ARGV[4]`, refreshes
+/// the time to live (`ARGV[5]`), announces the entry on channel `ARGV[6]`,
+/// and returns `{"ok", id, end, entries after ARGV[7]}` (the caller's
+/// cache's max: what it lacks, this one included), or `{"other", …}` when
+/// Redis holds another life or none.
+pub(crate) static APPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local head, log = KEYS[1], KEYS[2]
+local epoch = redis.call('HGET', head, 'epoch')
+if epoch ~= ARGV[1] then return {'other', 0, 0, {}} end
+local id = redis.call('HINCRBY', head, 'max', 1)
+local e = redis.call('HINCRBY', head, 'end', string.len(ARGV[2]))
+local entry = string.format('%d %s %d %s', id, ARGV[3], e, ARGV[2])
+redis.call('RPUSH', log, entry)
+redis.call('LTRIM', log, -tonumber(ARGV[4]), -1)
+redis.call('PEXPIRE', head, ARGV[5])
+redis.call('PEXPIRE', log, ARGV[5])
+redis.call('PUBLISH', ARGV[6], epoch .. ' ' .. entry)
+local len = redis.call('LLEN', log)
+local start = tonumber(ARGV[7]) - id + len
+if start < 0 then start = 0 end
+return {'ok', id, e, redis.call('LRANGE', log, start, -1)}
+",
+    )
+});
+
+/// Deletes the topic if its epoch is still `ARGV[1]`, and announces
+/// `deleted EPOCH` on channel `ARGV[2]`; returns 1 if it did.
+pub(crate) static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('PUBLISH', ARGV[2], 'deleted ' .. ARGV[1])
+return 1
+",
+    )
+});
+
+/// Drops the entries stamped before `ARGV[1]` from the front of the log;
+/// returns how many.
+pub(crate) static EXPIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local n = 0
+while true do
+  local first = redis.call('LINDEX', KEYS[1], 0)
+  if not first then break end
+  local stamp = tonumber(string.match(first, '^%d+ (%d+) '))
+  if not stamp or stamp >= tonumber(ARGV[1]) then break end
+  redis.call('LPOP', KEYS[1])
+  n = n + 1
+end
+return n
+",
+    )
+});

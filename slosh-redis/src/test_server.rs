@@ -1,0 +1,120 @@
+//! A real `redis-server` on a free loopback port, for tests (feature
+//! `test-server`): the tests that claim cluster behaviour run against
+//! Redis itself, never a stand-in. Debian's `redis-server` must be on the
+//! `PATH` (`.ci/run` installs it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `redis-server` process the test owns; killed when dropped.
+pub struct TestRedis {
+    child: Option<Child>,
+    port: u16,
+    /// Where it keeps its append-only file, when persistent.
+    dir: PathBuf,
+    persistent: bool,
+}
+
+impl TestRedis {
+    /// A Redis that keeps nothing on disk: a restart loses everything.
+    pub fn start() -> TestRedis {
+        TestRedis::launch(false)
+    }
+
+    /// A Redis that appends every write to its file and fsyncs it, so a
+    /// restart keeps what it acknowledged.
+    pub fn start_persistent() -> TestRedis {
+        TestRedis::launch(true)
+    }
+
+    fn launch(persistent: bool) -> TestRedis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("slosh-redis-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = TestRedis {
+            child: None,
+            port,
+            dir,
+            persistent,
+        };
+        redis.restart();
+        redis
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops it (`SIGKILL`: nothing is written at exit) and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port (and file), and waits until it
+    /// answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let port = self.port.to_string();
+        let (appendonly, fsync) = if self.persistent {
+            ("yes", "always")
+        } else {
+            ("no", "no")
+        };
+        let child = Command::new("redis-server")
+            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", appendonly, "--appendfsync", fsync])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot start redis-server ({error}): install Debian's redis-server")
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.answers() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn answers(&self) -> bool {
+        let Ok(mut con) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = con.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut answer = [0u8; 7];
+        con.write_all(b"PING\r\n").is_ok()
+            && con.read_exact(&mut answer).is_ok()
+            && &answer == b"+PONG\r\n"
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

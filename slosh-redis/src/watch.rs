@@ -1,0 +1,192 @@
+//! The watcher: one thread and one pub/sub connection per server, holding
+//! one subscription per topic the server follows, reconnecting (and
+//! catching every topic up) whenever the connection is lost.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::entry::Entry;
+use crate::follow::Follow;
+use crate::{Keys, Shared};
+
+/// How long a read of the pub/sub connection waits before the watcher
+/// looks at its commands: the longest a new topic waits for its
+/// subscription (its log caught up at open; the subscription's own
+/// catch-up covers what came between).
+const READ_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The longest wait between two tries to reach Redis.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What logs tell the watcher.
+pub(crate) enum Command {
+    /// A topic's log was made: subscribe to its channel.
+    Follow(Arc<Follow>),
+    /// A topic's log was dropped: unsubscribe, unless a newer log of the
+    /// same name took its place.
+    Unfollow(Weak<Follow>),
+    /// The store is gone.
+    Stop,
+}
+
+/// The channel of each followed topic, and its follow.
+type Follows = HashMap<String, Weak<Follow>>;
+
+/// The watcher thread's body; returns when the store is dropped.
+pub(crate) fn run(shared: &Weak<Shared>, commands: &Receiver<Command>) {
+    let mut follows = Follows::new();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(store) = shared.upgrade() else {
+            return;
+        };
+        if drain(&store, commands, &mut follows, None).is_err() {
+            return;
+        }
+        let connected = store.connect().and_then(|con| {
+            con.set_read_timeout(Some(READ_TIMEOUT))?;
+            Ok(con)
+        });
+        let mut con = match connected {
+            Ok(con) => con,
+            Err(_) => {
+                store.up.store(false, Ordering::SeqCst);
+                drop(store);
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        let mut pubsub = con.as_pubsub();
+        let channels: Vec<&String> = follows.keys().collect();
+        if !channels.is_empty() && pubsub.subscribe(&channels).is_err() {
+            continue;
+        }
+        // Whatever was published (or lost) while we were not listening;
+        // a topic that cannot be caught up means Redis went away again.
+        let caught_up = follows
+            .values()
+            .filter_map(Weak::upgrade)
+            .all(|follow| follow.catch_up(&store).is_ok() || follow.has_ended());
+        if !caught_up {
+            continue;
+        }
+        store.up.store(true, Ordering::SeqCst);
+        drop(store);
+        let mut refreshed = Instant::now();
+        loop {
+            let Some(store) = shared.upgrade() else {
+                return;
+            };
+            match drain(&store, commands, &mut follows, Some(&mut pubsub)) {
+                Err(Stop) => return,
+                Ok(true) => {}
+                Ok(false) => {
+                    store.up.store(false, Ordering::SeqCst);
+                    break;
+                }
+            }
+            if refreshed.elapsed() >= store.options.ttl / 4 {
+                refresh(&store, &follows);
+                refreshed = Instant::now();
+            }
+            match pubsub.get_message() {
+                Ok(message) => announced(&store, &follows, &message),
+                Err(error) if error.is_timeout() => {}
+                Err(_) => {
+                    store.up.store(false, Ordering::SeqCst);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The store asked the watcher to stop.
+struct Stop;
+
+/// Takes every waiting command; with a connection, subscribes and
+/// unsubscribes as they say. `Ok(false)` when the connection failed.
+fn drain(
+    store: &Shared,
+    commands: &Receiver<Command>,
+    follows: &mut Follows,
+    mut pubsub: Option<&mut redis::PubSub<'_>>,
+) -> Result<bool, Stop> {
+    loop {
+        let command = match commands.try_recv() {
+            Ok(command) => command,
+            Err(TryRecvError::Empty) => return Ok(true),
+            Err(TryRecvError::Disconnected) => return Err(Stop),
+        };
+        match command {
+            Command::Stop => return Err(Stop),
+            Command::Follow(follow) => {
+                let channel = Keys::of(&store.options.prefix, &follow.name).channel;
+                follows.insert(channel.clone(), Arc::downgrade(&follow));
+                if let Some(pubsub) = pubsub.as_deref_mut() {
+                    if pubsub.subscribe(&channel).is_err() {
+                        return Ok(false);
+                    }
+                    // What came between the log's opening read and now.
+                    let _ = follow.catch_up(store);
+                }
+            }
+            Command::Unfollow(gone) => {
+                // The follow is dropped, so its channel is found by the
+                // pointer; a newer follow of the same name stays.
+                let channel = follows
+                    .iter()
+                    .find(|(_, held)| Weak::ptr_eq(held, &gone))
+                    .map(|(channel, _)| channel.clone());
+                if let Some(channel) = channel {
+                    follows.remove(&channel);
+                    if let Some(pubsub) = pubsub.as_deref_mut() {
+                        if pubsub.unsubscribe(&channel).is_err() {
+                            return Ok(false);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A message on a topic's channel: `EPOCH ENTRY` or `deleted EPOCH`.
+fn announced(store: &Shared, follows: &Follows, message: &redis::Msg) {
+    let Some(follow) = follows
+        .get(message.get_channel_name())
+        .and_then(Weak::upgrade)
+    else {
+        return;
+    };
+    let Ok(payload) = message.get_payload::<String>() else {
+        return;
+    };
+    match payload.split_once(' ') {
+        Some(("deleted", epoch)) => follow.deleted(epoch),
+        Some((epoch, entry)) => match Entry::parse(entry) {
+            Some(entry) => follow.announced(store, epoch, entry),
+            None => {
+                let _ = follow.catch_up(store);
+            }
+        },
+        None => {}
+    }
+}
+
+/// Keeps the keys of every topic this server holds alive, in one pipeline.
+fn refresh(store: &Shared, follows: &Follows) {
+    let ttl = crate::ttl_ms(store.options.ttl);
+    let mut pipe = redis::pipe();
+    for follow in follows.values().filter_map(Weak::upgrade) {
+        let keys = Keys::of(&store.options.prefix, &follow.name);
+        pipe.cmd("PEXPIRE").arg(&keys.head).arg(ttl).ignore();
+        pipe.cmd("PEXPIRE").arg(&keys.log).arg(ttl).ignore();
+    }
+    let _ = store.command(|con| pipe.query::<()>(con));
+}

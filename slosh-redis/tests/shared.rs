@@ -1,0 +1,182 @@
+//! Two hubs on one real Redis, as two slosh servers: ids are shared and
+//! never skipped, appends on one wake subscribers on the other, a deletion
+//! or a lost topic ends it everywhere, and a Redis that goes away is a
+//! refusal, not a hang, until it comes back.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use slosh_core::{Epoch, Hub, Listener, Outcome, Request, Wake};
+use slosh_redis::test_server::TestRedis;
+use slosh_redis::RedisStore;
+
+/// A hub on `redis`, as server number `server`: its epochs are its own,
+/// each new life a new one, so a test can tell whose claim won.
+fn hub(redis: &TestRedis, server: u64) -> (Hub, RedisStore) {
+    let store = RedisStore::open(&redis.url()).unwrap();
+    let lives = std::sync::atomic::AtomicU64::new(0);
+    let hub = Hub::builder()
+        .epochs(move || {
+            let life = lives.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Epoch::from_bits(server << 20 | life)
+        })
+        .store(store.clone())
+        .build();
+    (hub, store)
+}
+
+/// The long-poll answer for `target`, waiting at most `within` for it.
+fn poll(hub: &Hub, target: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    match hub.handle(Request::new("GET", target), Instant::now()) {
+        Outcome::Respond(response) => serde_json::from_slice(&response.body).unwrap(),
+        Outcome::Park(mut poll) => loop {
+            match poll.poll(Instant::now()) {
+                Wake::Ready(response) => return serde_json::from_slice(&response.body).unwrap(),
+                Wake::Wait(listener) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    assert!(
+                        listener.wait_timeout(left).is_some() || Instant::now() < deadline,
+                        "no answer on {target} within {within:?}"
+                    );
+                }
+            }
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_publish_on_one_server_wakes_a_subscriber_on_another_with_the_same_ids_and_epoch() {
+    let redis = TestRedis::start();
+    let (a, _) = hub(&redis, 1);
+    let (b, _) = hub(&redis, 2);
+    assert_eq!(a.publish("t", &1).unwrap().id, Some(1));
+    // B opens the topic A made: its epoch, its ids.
+    let first = poll(&b, "/topics/t.json?n=0", Duration::from_secs(5));
+    assert_eq!(first["res"], json!([1]));
+    assert_eq!(first["epoch"], a.info("t").unwrap()["epoch"]);
+    // Parked on B, woken by A.
+    let waiting = std::thread::spawn({
+        let b = b.clone();
+        move || poll(&b, "/topics/t.json?n=1", Duration::from_secs(5))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(a.publish("t", &2).unwrap().id, Some(2));
+    let woken = waiting.join().unwrap();
+    assert_eq!(
+        (woken["max"].clone(), woken["res"].clone()),
+        (json!(2), json!([2]))
+    );
+    // And the other way round.
+    assert_eq!(b.publish("t", &3).unwrap().id, Some(3));
+    assert_eq!(
+        poll(&a, "/topics/t.json?n=2", Duration::from_secs(5))["res"],
+        json!([3])
+    );
+}
+
+#[test]
+fn two_servers_publishing_at_once_never_share_or_skip_an_id() {
+    let redis = TestRedis::start();
+    let (a, _) = hub(&redis, 1);
+    let (b, _) = hub(&redis, 2);
+    let lanes: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+        .map(|(lane, hub)| {
+            std::thread::spawn(move || {
+                (0..100)
+                    .map(|i| {
+                        let value = lane * 1000 + i;
+                        (hub.publish("race", &value).unwrap().id.unwrap(), value)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut answered: Vec<(u64, usize)> = lanes
+        .into_iter()
+        .flat_map(|lane| lane.join().unwrap())
+        .collect();
+    answered.sort();
+    let ids: Vec<u64> = answered.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, (1..=400).collect::<Vec<u64>>());
+    // Both servers' caches end up holding the same 100 newest, in order.
+    let newest: Vec<Value> = answered[300..].iter().map(|(_, v)| json!(v)).collect();
+    for hub in [&a, &b] {
+        eventually("every message reached both caches", || {
+            hub.info("race").is_some_and(|info| info["max"] == 400)
+        });
+        let batch = poll(hub, "/topics/race.json?n=300", Duration::from_secs(5));
+        assert_eq!(batch["res"], Value::Array(newest.clone()));
+    }
+}
+
+#[test]
+fn a_delete_on_one_server_ends_the_topic_on_every_server() {
+    let redis = TestRedis::start();
+    let (a, _) = hub(&redis, 1);
+    let (b, _) = hub(&redis, 2);
+    a.publish("d", &1).unwrap();
+    let old = poll(&b, "/topics/d.json?n=0", Duration::from_secs(5))["epoch"].clone();
+    assert!(a.delete("d"));
+    eventually("B forgot the topic", || b.info("d").is_none());
+    // The next life is new everywhere, and both agree on it.
+    assert_eq!(b.publish("d", &2).unwrap().id, Some(1));
+    let new = poll(&a, "/topics/d.json?n=0", Duration::from_secs(5));
+    assert_eq!(new["res"], json!([2]));
+    assert_ne!(new["epoch"], old);
+    assert_eq!(new["epoch"], b.info("d").unwrap()["epoch"]);
+}
+
+#[test]
+fn without_redis_a_publish_is_refused_and_after_it_everything_goes_on() {
+    let mut redis = TestRedis::start_persistent();
+    let (a, store) = hub(&redis, 1);
+    let (b, _) = hub(&redis, 2);
+    a.publish("p", &1).unwrap();
+    poll(&b, "/topics/p.json?n=0", Duration::from_secs(5));
+    redis.stop();
+    eventually("the store noticed", || !store.is_up());
+    let refused = a.publish("p", &2).unwrap_err();
+    assert_eq!(refused.status(), 503, "{refused}");
+    assert!(refused.to_string().contains("Redis"), "{refused}");
+    assert_eq!(a.info("p").unwrap()["max"], 1, "nothing kept");
+    redis.restart();
+    eventually("the store is back", || store.is_up());
+    assert_eq!(a.publish("p", &3).unwrap().id, Some(2));
+    let caught = poll(&b, "/topics/p.json?n=1", Duration::from_secs(5));
+    assert_eq!(caught["res"], json!([3]));
+    assert_eq!(caught["epoch"], a.info("p").unwrap()["epoch"], "same life");
+}
+
+#[test]
+fn a_redis_that_lost_a_topic_ends_it_with_a_reset_never_silently() {
+    let mut redis = TestRedis::start();
+    let (a, store) = hub(&redis, 1);
+    let (b, _) = hub(&redis, 2);
+    a.publish("l", &1).unwrap();
+    let old = poll(&b, "/topics/l.json?n=0", Duration::from_secs(5))["epoch"].clone();
+    // No persistence: the restart loses everything.
+    redis.restart();
+    eventually("both servers ended the old life", || {
+        store.is_up() && a.info("l").is_none() && b.info("l").is_none()
+    });
+    assert_eq!(a.publish("l", &2).unwrap().id, Some(1));
+    let reset = poll(
+        &b,
+        &format!("/topics/l.json?n=1@{}", old.as_str().unwrap()),
+        Duration::from_secs(5),
+    );
+    assert_eq!(reset["reset"], true, "{reset}");
+    assert_eq!(reset["res"], json!([2]));
+}
