@@ -118,7 +118,7 @@ pub struct ServeArgs {
     /// Serve the files of this folder at `/` (instead of the built-in demo).
     #[arg(long, env = "SLOSH_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Where topics live: memory (forgotten on restart) or file:PATH (one file; ids go on across restarts).
+    /// Where topics live: memory (forgotten on restart), file:PATH (one file; ids go on across restarts) or redis://HOST:PORT[/DB] (shared by every slosh on that Redis; rediss:// for TLS).
     #[arg(long, env = "SLOSH_STORE", default_value = "memory", value_parser = parse_store)]
     pub store: Store,
     /// When a file store's writes reach the disk: always (before each publish is answered) or batch (within 50 ms).
@@ -127,12 +127,29 @@ pub struct ServeArgs {
 }
 
 /// Where `serve` keeps topics.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Store {
     /// In memory: a restart starts every topic over, in a new epoch.
     Memory,
     /// In one file (`file:PATH`), with slosh-file.
     File(PathBuf),
+    /// In a Redis shared with other servers (`redis://…` or `rediss://…`),
+    /// with slosh-redis.
+    Redis(String),
+}
+
+/// As logged at start: a Redis URL's password never is.
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Memory => f.write_str("Memory"),
+            Store::File(path) => f.debug_tuple("File").field(path).finish(),
+            Store::Redis(url) => f
+                .debug_tuple("Redis")
+                .field(&without_password(url))
+                .finish(),
+        }
+    }
 }
 
 /// `--sync`: when a file store's commits are fsynced.
@@ -144,16 +161,31 @@ pub enum SyncMode {
     Batch,
 }
 
-/// `memory` or `file:PATH`.
+/// `memory`, `file:PATH`, `redis://…` or `rediss://…`.
 fn parse_store(text: &str) -> Result<Store, String> {
-    match text {
-        "memory" => Ok(Store::Memory),
-        _ => match text.strip_prefix("file:") {
-            Some("") | None => Err(format!(
-                "{text:?} is no store: give memory or file:PATH (file:/var/lib/slosh/topics.db)"
-            )),
-            Some(path) => Ok(Store::File(PathBuf::from(path))),
-        },
+    if text == "memory" {
+        return Ok(Store::Memory);
+    }
+    if text.starts_with("redis://") || text.starts_with("rediss://") {
+        return Ok(Store::Redis(text.to_string()));
+    }
+    match text.strip_prefix("file:") {
+        Some("") | None => Err(format!(
+            "{:?} is no store: give memory, file:PATH (file:/var/lib/slosh/topics.db) or redis://HOST:PORT[/DB]",
+            without_password(text)
+        )),
+        Some(path) => Ok(Store::File(PathBuf::from(path))),
+    }
+}
+
+/// A store argument as it may be shown (logs, errors): never a password.
+fn without_password(text: &str) -> String {
+    match text.split_once("://") {
+        Some((scheme, rest)) if rest.contains('@') => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://***@{host}")
+        }
+        _ => text.to_string(),
     }
 }
 
@@ -199,7 +231,7 @@ impl ServeArgs {
     /// stops the start (an error naming it) before anything listens. What
     /// `serve` builds its hub with, and any embedder taking these flags
     /// (the actix example) the same way.
-    #[cfg(feature = "file")]
+    #[cfg(feature = "stores")]
     pub fn hub_builder(&self) -> std::io::Result<slosh_core::Builder> {
         let builder = slosh_core::Hub::builder().settings(self.settings());
         Ok(match &self.store {
@@ -210,6 +242,20 @@ impl ServeArgs {
                     SyncMode::Batch => slosh_file::Sync::Batch,
                 };
                 let store = slosh_file::FileStore::open(path, sync)
+                    .map_err(|error| std::io::Error::other(format!("--store: {error}")))?;
+                builder.store(store)
+            }
+            Store::Redis(url) => {
+                let options = slosh_redis::Options {
+                    // Keys outlive the last server holding the topic by
+                    // more than a server's own idle rule, so a topic idle
+                    // on every server is not dropped while one still keeps it.
+                    ttl: (self.topic_idle * 2)
+                        .max(self.linger * 2)
+                        .max(std::time::Duration::from_secs(3600)),
+                    ..slosh_redis::Options::default()
+                };
+                let store = slosh_redis::RedisStore::with_options(url, options)
                     .map_err(|error| std::io::Error::other(format!("--store: {error}")))?;
                 builder.store(store)
             }
@@ -423,5 +469,30 @@ pub(crate) async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_is_memory_a_file_or_a_redis_and_its_password_is_never_shown() {
+        assert_eq!(parse_store("memory"), Ok(Store::Memory));
+        assert_eq!(
+            parse_store("file:/tmp/t.db"),
+            Ok(Store::File(PathBuf::from("/tmp/t.db")))
+        );
+        let url = "redis://:hunter2@127.0.0.1:6379/1";
+        assert_eq!(parse_store(url), Ok(Store::Redis(url.to_string())));
+        assert!(parse_store("rediss://h:6380").is_ok());
+        let shown = format!("{:?}", Store::Redis(url.to_string()));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("127.0.0.1:6379/1"), "{shown}");
+        for bad in ["file:", "postgres://u:hunter2@h/db", ""] {
+            let error = parse_store(bad).unwrap_err();
+            assert!(error.contains("redis://"), "{error}");
+            assert!(!error.contains("hunter2"), "{error}");
+        }
     }
 }

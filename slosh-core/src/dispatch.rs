@@ -66,7 +66,15 @@ impl Hub {
             // HEAD is answered as GET: both HTTP libraries keep the
             // length and drop the body. Health checkers like HEAD.
             Route::Health => match method {
-                "GET" | "HEAD" => respond(Response::new(200, "text/plain; charset=utf-8", "ok")),
+                // Still 200 when degraded: subscribers are served, and a
+                // load balancer taking every node out over a shared
+                // store's outage would help nobody.
+                "GET" | "HEAD" => respond(Response::new(
+                    200,
+                    "text/plain; charset=utf-8",
+                    self.store_health()
+                        .map_or_else(|| "ok".to_string(), |why| format!("degraded: {why}")),
+                )),
                 _ => Err(not_allowed(method, "GET, HEAD")),
             },
             Route::Metrics => match method {

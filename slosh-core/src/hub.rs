@@ -60,6 +60,9 @@ where
 /// fresh one, so cursors stay valid across restarts.
 pub type LogFactory = dyn Fn(&TopicName, usize, Epoch) -> Box<dyn Log> + Send + Sync;
 
+/// A store's [`Store::health`].
+type Health = dyn Fn() -> Option<String> + Send + Sync;
+
 /// Draws the epoch of each new topic life.
 pub type EpochSource = dyn Fn() -> Epoch + Send + Sync;
 
@@ -99,6 +102,8 @@ pub(crate) struct Inner {
     pub(crate) sessions: Sessions,
     filter: Option<Box<dyn Filter>>,
     log_factory: Box<LogFactory>,
+    /// The store's [`Store::health`]; none for memory.
+    health: Option<Box<Health>>,
     epochs: Box<EpochSource>,
     pub(crate) metrics: Arc<Metrics>,
     /// Subscribers over all topics, against `max_subscribers_total`.
@@ -117,6 +122,8 @@ pub struct Builder {
     log_factory: Option<Box<LogFactory>>,
     /// Topics to load at build: what the store holds.
     preload: Vec<TopicName>,
+    /// The store's [`Store::health`], for `/healthz`.
+    health: Option<Box<Health>>,
     session_ids: Option<Box<RandomSource>>,
     epochs: Option<Box<EpochSource>>,
 }
@@ -213,6 +220,9 @@ impl Builder {
     /// it holds when the hub is built (up to `max_topics`).
     pub fn store(mut self, store: impl Store) -> Builder {
         self.preload = store.topics();
+        let store = Arc::new(store);
+        let health = Arc::clone(&store);
+        self.health = Some(Box::new(move || health.health()));
         self.log_factory = Some(Box::new(move |name: &TopicName, queue, fresh| {
             store.log(name, queue, fresh)
         }));
@@ -234,6 +244,7 @@ impl Builder {
                 settings,
                 topics: RwLock::new(HashMap::new()),
                 filter: self.filter,
+                health: self.health,
                 log_factory: self.log_factory.unwrap_or_else(|| {
                     Box::new(|_: &TopicName, queue, epoch| {
                         Box::new(MemoryLog::new(queue, epoch)) as Box<dyn Log>
@@ -296,6 +307,7 @@ impl Hub {
             filter: None,
             log_factory: None,
             preload: Vec::new(),
+            health: None,
             session_ids: None,
             epochs: None,
         }
@@ -568,6 +580,12 @@ impl Hub {
     /// Whether [`Hub::shutdown`] was called.
     pub fn is_shutting_down(&self) -> bool {
         self.inner.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Why the store cannot keep messages now, `None` when it can (see
+    /// [`Store::health`]).
+    pub fn store_health(&self) -> Option<String> {
+        self.inner.health.as_ref().and_then(|health| health())
     }
 
     /// Live sessions now.

@@ -117,6 +117,13 @@ pub trait Store: Send + Sync + 'static {
     /// request names them. A store that cannot list answers what it can;
     /// the rest come back when a request names them.
     fn topics(&self) -> Vec<TopicName>;
+
+    /// Why the store cannot keep messages now (a server it needs is
+    /// unreachable), or `None` when it can: `/healthz` answers
+    /// `degraded: WHY` while it says so.
+    fn health(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Why a store could not keep a message; its text is told to the publisher

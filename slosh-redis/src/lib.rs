@@ -246,6 +246,10 @@ impl Store for RedisStore {
     fn topics(&self) -> Vec<TopicName> {
         Vec::new()
     }
+
+    fn health(&self) -> Option<String> {
+        (!self.is_up()).then(|| format!("Redis at {} is unreachable", self.shared.url))
+    }
 }
 
 impl Drop for Shared {
