@@ -13,5 +13,6 @@ mod long_poll;
 mod panic;
 mod server;
 mod server_loop;
+mod shared;
 mod streams;
 mod websocket;
