@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use slosh_core::{Change, Log, MemoryLog, Notify, StoreError};
 
 use crate::entry::Entry;
+use crate::watch::Command;
 use crate::Shared;
 
 /// A topic followed from Redis, shared by its [`RedisLog`](crate::RedisLog)
@@ -59,24 +60,29 @@ impl Follow {
         self.ended.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn set_notify(&self, notify: Notify) {
+    pub(crate) fn set_notify(self: &Arc<Self>, notify: Notify, shared: &Shared) {
         let _ = self.notify.set(notify);
-        // Ended before the hub was listening: tell it now.
+        // Ended before the hub was listening: tell it now (from the
+        // watcher: the hub is making the topic under its table's lock).
         if self.has_ended() {
-            self.tell(Change::Reset);
+            shared.tell(Command::Ended(Arc::clone(self), Change::Reset));
         }
     }
 
-    fn tell(&self, change: Change) {
+    /// Tells the hub. `Appended` only wakes, so anyone may; the changes
+    /// that end a topic take the hub's table lock and go through the
+    /// watcher ([`Follow::end`]), as an append runs under that lock.
+    pub(crate) fn tell(&self, change: Change) {
         if let Some(notify) = self.notify.get() {
             notify(change);
         }
     }
 
-    /// This life is over; the hub ends the topic here.
-    pub(crate) fn end(&self, why: Change) {
+    /// This life is over; the hub ends the topic here, told from the
+    /// watcher thread (never under the hub's lock).
+    pub(crate) fn end(self: &Arc<Self>, why: Change, shared: &Shared) {
         if !self.ended.swap(true, Ordering::SeqCst) {
-            self.tell(why);
+            shared.tell(Command::Ended(Arc::clone(self), why));
         }
     }
 
@@ -113,14 +119,14 @@ impl Follow {
     /// Brings the cache up to what Redis holds, waking subscribers for
     /// what was new; ends this life with a reset when Redis holds another
     /// (or lost this one).
-    pub(crate) fn catch_up(&self, shared: &Shared) -> Result<(), StoreError> {
+    pub(crate) fn catch_up(self: &Arc<Self>, shared: &Shared) -> Result<(), StoreError> {
         let max = self.cache.max();
         // A cache that holds nothing may claim an empty topic for its
         // epoch; one that holds messages Redis lost may not.
         let claim = (max == 0).then(|| self.cache.epoch());
         let snapshot = shared.sync(&self.name, self.queue, max, claim)?;
         if snapshot.epoch != Some(self.cache.epoch()) || snapshot.max < max {
-            self.end(Change::Reset);
+            self.end(Change::Reset, shared);
             return Err(StoreError(
                 "this topic's life ended in Redis; publish again".to_string(),
             ));
@@ -134,7 +140,7 @@ impl Follow {
     }
 
     /// An entry announced on the topic's channel, in epoch `epoch`.
-    pub(crate) fn announced(&self, shared: &Shared, epoch: &str, entry: Entry) {
+    pub(crate) fn announced(self: &Arc<Self>, shared: &Shared, epoch: &str, entry: Entry) {
         if self.has_ended() {
             return;
         }
@@ -152,9 +158,9 @@ impl Follow {
     }
 
     /// `deleted EPOCH` was announced: this life ends if it is the one.
-    pub(crate) fn deleted(&self, epoch: &str) {
+    pub(crate) fn deleted(self: &Arc<Self>, epoch: &str, shared: &Shared) {
         if epoch == self.cache.epoch().as_str() {
-            self.end(Change::Deleted);
+            self.end(Change::Deleted, shared);
         }
     }
 }

@@ -434,7 +434,7 @@ impl Log for RedisLog {
         if status != "ok" {
             // Redis holds another life of the topic, or none: this one is
             // over, here too.
-            follow.end(slosh_core::Change::Reset);
+            follow.end(slosh_core::Change::Reset, &self.shared);
             return Err(StoreError(
                 "this topic's life ended in Redis; publish again".to_string(),
             ));
@@ -505,6 +505,6 @@ impl Log for RedisLog {
     }
 
     fn watch(&self, notify: Notify) {
-        self.follow.set_notify(notify);
+        self.follow.set_notify(notify, &self.shared);
     }
 }

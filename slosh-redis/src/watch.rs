@@ -28,6 +28,9 @@ pub(crate) enum Command {
     /// A topic's log was dropped: unsubscribe, unless a newer log of the
     /// same name took its place.
     Unfollow(Weak<Follow>),
+    /// A topic's life ended: tell its hub, from here, where no lock of the
+    /// hub is held.
+    Ended(Arc<Follow>, slosh_core::Change),
     /// The store is gone.
     Stop,
 }
@@ -125,6 +128,7 @@ fn drain(
         };
         match command {
             Command::Stop => return Err(Stop),
+            Command::Ended(follow, change) => follow.tell(change),
             Command::Follow(follow) => {
                 let channel = Keys::of(&store.options.prefix, &follow.name).channel;
                 follows.insert(channel.clone(), Arc::downgrade(&follow));
@@ -168,7 +172,7 @@ fn announced(store: &Shared, follows: &Follows, message: &redis::Msg) {
         return;
     };
     match payload.split_once(' ') {
-        Some(("deleted", epoch)) => follow.deleted(epoch),
+        Some(("deleted", epoch)) => follow.deleted(epoch, store),
         Some((epoch, entry)) => match Entry::parse(entry) {
             Some(entry) => follow.announced(store, epoch, entry),
             None => {

@@ -180,3 +180,26 @@ fn a_redis_that_lost_a_topic_ends_it_with_a_reset_never_silently() {
     assert_eq!(reset["reset"], true, "{reset}");
     assert_eq!(reset["res"], json!([2]));
 }
+
+#[test]
+fn a_publish_into_a_life_redis_no_longer_holds_is_refused_and_ends_it() {
+    let redis = TestRedis::start();
+    let (a, _) = hub(&redis, 1);
+    assert_eq!(a.publish("gone", &1).unwrap().id, Some(1));
+    // Redis loses the topic without a word (an eviction, a FLUSHDB).
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("DEL")
+        .arg("slosh:gone")
+        .arg("slosh:gone:log")
+        .query::<u64>(&mut con)
+        .unwrap();
+    // The append finds another life (none): refused, and this one ends
+    // (without deadlocking the hub that appends under its table's lock).
+    let refused = a.publish("gone", &2).unwrap_err();
+    assert_eq!(refused.status(), 503, "{refused}");
+    eventually("the old life ended", || a.info("gone").is_none());
+    assert_eq!(a.publish("gone", &3).unwrap().id, Some(1), "a new life");
+}
