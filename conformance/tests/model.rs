@@ -261,12 +261,16 @@ fn run(kind: Kind, queue: usize, ops: Vec<Op>) {
         }
         match op {
             Op::Publish(value) => {
-                let response = match hub.handle(
-                    Request::new("POST", "/topics/t")
-                        .with_header("Content-Type", "application/json")
-                        .with_body(value.to_string()),
-                    now,
-                ) {
+                let response = match hub
+                    .handle(
+                        Request::new("POST", "/topics/t")
+                            .with_header("Content-Type", "application/json")
+                            .with_body(value.to_string()),
+                        now,
+                    )
+                    // A store's publish is made where blocking is fine: here.
+                    .resolved()
+                {
                     Outcome::Respond(response) => response,
                     other => panic!("{other:?}"),
                 };

@@ -327,6 +327,7 @@ fuzz_target!(|input: Input| {
                 check_response(&file.gone());
             }
             Outcome::Lookup(_) => panic!("resolved() left a lookup unmade"),
+            Outcome::Publish(_) => panic!("resolved() left a publish unmade"),
         }
         if let Some(tick) = ticks.next() {
             now += Duration::from_millis(u64::from(*tick) * 20);

@@ -304,6 +304,13 @@ async fn handle(request: HttpRequest, payload: web::Payload, hub: web::Data<Hub>
                 &slosh_core::Error::ShuttingDown,
             )),
         },
+        // The store's write runs on actix's blocking pool.
+        Outcome::Publish(publish) => match web::block(move || publish.run()).await {
+            Ok(response) => whole(response),
+            Err(_) => whole(slosh_core::Response::error(
+                &slosh_core::Error::ShuttingDown,
+            )),
+        },
         Outcome::Socket(socket) => match upgrade {
             Some(payload) => websocket::answer(socket, &request, payload),
             // Core read an upgrade where actix did not (a chunked body, a

@@ -16,6 +16,7 @@ use crate::http::{
     Outcome, Request, Response, TOPIC_METHODS,
 };
 use crate::hub::Hub;
+use crate::message::Json;
 use crate::metrics::SubscriberKind;
 use crate::route::{self, Format, Route, Suffix};
 use crate::session;
@@ -117,7 +118,16 @@ impl Hub {
                 ("POST", Suffix::Info) => Err(not_allowed(method, "GET")),
                 ("POST", _) => {
                     self.authorize(request)?;
-                    let published = self.publish_body(name, request)?;
+                    let json = self.publish_body(request)?;
+                    if self.inner.store_blocks {
+                        return Ok(Outcome::Publish(Publish {
+                            hub: self.clone(),
+                            topic: name.to_string(),
+                            json,
+                            cors: None,
+                        }));
+                    }
+                    let published = self.publish_accepted(name, json)?;
                     respond(Response::json(200, published.to_json()))
                 }
                 ("DELETE", _) => {
@@ -154,11 +164,8 @@ impl Hub {
         }
     }
 
-    fn publish_body(
-        &self,
-        name: &str,
-        request: &Request<'_>,
-    ) -> Result<crate::hub::Published, Error> {
+    /// The message a POST's body makes, within the size limit.
+    fn publish_body(&self, request: &Request<'_>) -> Result<Json, Error> {
         let limit = self.body_limit();
         let body: &[u8] = match &request.body {
             Body::TooLarge => return Err(Error::TooLarge { limit }),
@@ -167,8 +174,7 @@ impl Hub {
             Body::Empty => &[],
         };
         let kind = BodyKind::from_content_type(request.content_type)?;
-        let json = decode::decode_message(kind, body)?;
-        self.publish_accepted(name, json)
+        Ok(decode::decode_message(kind, body)?)
     }
 
     fn long_poll(
@@ -306,8 +312,43 @@ pub(crate) fn with_cors(cors: Option<String>, outcome: Outcome) -> Outcome {
             lookup.cors = Some(allowed);
             Outcome::Lookup(lookup)
         }
+        (Some(allowed), Outcome::Publish(mut publish)) => {
+            publish.cors = Some(allowed);
+            Outcome::Publish(publish)
+        }
         // CORS does not govern WebSockets; the upgrade answer carries
         // none of its headers.
         (Some(_), socket @ Outcome::Socket(_)) => socket,
+    }
+}
+
+/// A decoded, authorized publish still to be stored, for a store that may
+/// block: see [`Outcome::Publish`].
+#[derive(Debug)]
+pub struct Publish {
+    hub: Hub,
+    topic: String,
+    json: Json,
+    /// The allowed CORS origin to answer with, if any.
+    pub(crate) cors: Option<String>,
+}
+
+impl Publish {
+    /// Stores the message (this may block on the store) and gives the
+    /// answer: `{"ok":true,"id":N}`, or the refusal, counted as any other.
+    pub fn run(self) -> Response {
+        let mut response = match self.hub.publish_accepted(&self.topic, self.json) {
+            Ok(published) => Response::json(200, published.to_json()),
+            Err(error) => match self.hub.refuse(&error) {
+                Outcome::Respond(response) => response,
+                // `refuse` only answers; anything else is a bug here,
+                // answered rather than panicked on.
+                _ => Response::error(&error),
+            },
+        };
+        if let Some(allowed) = &self.cors {
+            add_cors(&mut response, allowed);
+        }
+        response
     }
 }

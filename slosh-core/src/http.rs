@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use crate::batch::Batch;
 use crate::cursor::{Cursor, Resume};
+use crate::dispatch::Publish;
 use crate::error::Error;
 use crate::files::{Lookup, StaticFile};
 use crate::hub::Hub;
@@ -230,6 +231,11 @@ pub enum Outcome {
     /// send the file or the answer it gives as for [`Outcome::File`] and
     /// [`Outcome::Respond`].
     Lookup(Lookup),
+    /// A publish into a store that may block (a file's fsync, a round trip
+    /// to Redis): run [`Publish::run`] where blocking is fine (not on a
+    /// runtime thread), then send the answer it gives. A hub on the memory
+    /// store publishes at once instead.
+    Publish(Publish),
     /// Answer [`Socket::head`] and upgrade to a WebSocket driven by
     /// [`Socket::poll`] and [`Socket::receive_text`].
     Socket(Socket),
@@ -244,7 +250,8 @@ impl Outcome {
         }
     }
 
-    /// This outcome with a [`Outcome::Lookup`] run here and now, on the
+    /// This outcome with a [`Outcome::Lookup`] or [`Outcome::Publish`] run
+    /// here and now, on the
     /// calling thread: for tests and for callers that may block.
     pub fn resolved(self) -> Outcome {
         match self {
@@ -252,6 +259,7 @@ impl Outcome {
                 Ok(file) => Outcome::File(file),
                 Err(response) => Outcome::Respond(response),
             },
+            Outcome::Publish(publish) => Outcome::Respond(publish.run()),
             other => other,
         }
     }

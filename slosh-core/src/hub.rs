@@ -18,7 +18,7 @@ use crate::name::{self, TopicName};
 use crate::session::{RandomSource, Sessions};
 use crate::settings::{Mode, Settings};
 use crate::store::{Change, Log, MemoryLog, Removal, Store};
-use crate::topic::{Subscription, Topic};
+use crate::topic::{Publishing, Subscription, Topic};
 
 /// The longest a sweeper sleeps between sweeps. Expiry rules notice changes
 /// at sweeps, so this is their precision; one pass a second over the topic
@@ -104,6 +104,9 @@ pub(crate) struct Inner {
     log_factory: Box<LogFactory>,
     /// The store's [`Store::health`]; none for memory.
     health: Option<Box<Health>>,
+    /// Whether appends may block (a store was given): POSTs are then
+    /// stored off the runtime thread ([`crate::Outcome::Publish`]).
+    pub(crate) store_blocks: bool,
     epochs: Box<EpochSource>,
     pub(crate) metrics: Arc<Metrics>,
     /// Subscribers over all topics, against `max_subscribers_total`.
@@ -244,6 +247,7 @@ impl Builder {
                 settings,
                 topics: RwLock::new(HashMap::new()),
                 filter: self.filter,
+                store_blocks: self.health.is_some(),
                 health: self.health,
                 log_factory: self.log_factory.unwrap_or_else(|| {
                     Box::new(|_: &TopicName, queue, epoch| {
@@ -376,25 +380,30 @@ impl Hub {
             }
         };
         let create = self.inner.settings.mode == Mode::Normal;
-        // Appending while the table is read-locked means the sweeper can
-        // never remove a topic between our lookup and our append, which
-        // would lose a message we acknowledged.
-        let message = {
+        // Counted as publishing while the table is locked, so the sweeper
+        // (which decides under the write lock) keeps the topic until the
+        // append is done and never removes it between our lookup and our
+        // append, which would lose a message we acknowledged; the append
+        // itself runs with no lock of the table held, so a store that
+        // takes its time (an fsync, a round trip) holds up no other topic.
+        let publishing = {
             let topics = self.read_topics();
             match topics.get(topic) {
-                Some(existing) => existing.append(json),
+                Some(existing) => Publishing::start(existing),
                 None => {
                     drop(topics);
                     if !create {
                         return Err(Error::NoSuchTopic(topic.to_string()));
                     }
                     let mut topics = self.write_topics();
-                    let found = self.get_or_create(&mut topics, topic)?;
-                    found.append(json)
+                    Publishing::start(&self.get_or_create(&mut topics, topic)?)
                 }
             }
-        }
-        .map_err(|error| Error::Store(error.0))?;
+        };
+        let message = publishing
+            .topic
+            .append(json)
+            .map_err(|error| Error::Store(error.0))?;
         self.inner.metrics.published();
         Ok(Published {
             id: Some(message.id()),

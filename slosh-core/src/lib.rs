@@ -91,6 +91,9 @@
 //! - [`Outcome::Lookup`]: a [`Lookup`], a static file still to be looked
 //!   up. Run [`Lookup::run`] off the runtime thread (it calls the file
 //!   system), then send the [`StaticFile`] or the [`Response`] it gives.
+//! - [`Outcome::Publish`]: a [`Publish`], a POST for a store that may
+//!   block (a file, Redis). Run [`Publish::run`] off the runtime thread,
+//!   then send the [`Response`] it gives.
 //! - [`Outcome::File`]: a [`StaticFile`]. Send [`StaticFile::head`], then
 //!   (unless it is a `HEAD`) the file's bytes in chunks of
 //!   [`files::CHUNK_SIZE`]; if it can no longer be opened, send
@@ -169,6 +172,7 @@ mod xml;
 pub use batch::Batch;
 pub use cursor::{Cursor, Resume};
 pub use decode::{BodyKind, DecodeError};
+pub use dispatch::Publish;
 pub use driver::{Pull, Timer};
 pub use epoch::Epoch;
 pub use error::Error;

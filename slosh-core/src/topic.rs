@@ -29,6 +29,8 @@ pub(crate) struct Topic {
     pub(crate) subscribers: AtomicUsize,
     /// Live sessions holding a cursor for this topic.
     pub(crate) sessions: AtomicUsize,
+    /// Appends in progress ([`Publishing`]): the sweeper keeps the topic.
+    publishing: AtomicUsize,
     /// Set when the topic is deleted or expired: its subscribers end.
     closed: AtomicBool,
     /// What the sweeper remembers between sweeps.
@@ -55,6 +57,7 @@ impl Topic {
             event: Event::new(),
             subscribers: AtomicUsize::new(0),
             sessions: AtomicUsize::new(0),
+            publishing: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             sweep: Mutex::new(SweepState::default()),
         }
@@ -101,7 +104,8 @@ impl Topic {
     pub(crate) fn expired(&self, settings: &Settings, now: Instant) -> bool {
         let mut state = self.sweep.lock().unwrap_or_else(PoisonError::into_inner);
         let max = self.log.max();
-        let watched = self.subscribers.load(Ordering::SeqCst) > 0;
+        let watched = self.subscribers.load(Ordering::SeqCst) > 0
+            || self.publishing.load(Ordering::SeqCst) > 0;
         let published = max != state.seen_max;
         state.seen_max = max;
         let (kept, grace) = match settings.mode {
@@ -138,6 +142,28 @@ impl Topic {
             "subscribers": self.subscribers.load(Ordering::SeqCst),
             "sessions": self.sessions.load(Ordering::SeqCst),
         })
+    }
+}
+
+/// An append in progress on a topic, counted from its lookup (under the
+/// table's lock) until it is dropped, so the sweeper keeps the topic.
+pub(crate) struct Publishing {
+    pub(crate) topic: Arc<Topic>,
+}
+
+impl Publishing {
+    /// Called with the topic table locked.
+    pub(crate) fn start(topic: &Arc<Topic>) -> Publishing {
+        topic.publishing.fetch_add(1, Ordering::SeqCst);
+        Publishing {
+            topic: Arc::clone(topic),
+        }
+    }
+}
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        self.topic.publishing.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

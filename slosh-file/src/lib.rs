@@ -428,6 +428,7 @@ impl FileStore {
             queue: queue as u64,
             cache,
             broken,
+            removed: AtomicBool::new(false),
             writing: Mutex::new(()),
         }
     }
@@ -602,6 +603,10 @@ pub struct FileLog {
     cache: MemoryLog,
     /// Why the topic could not be read at open: every append refuses.
     broken: Option<StoreError>,
+    /// Set when the hub removed the topic: an append that was already on
+    /// its way (the hub appends with no lock of its table held) must not
+    /// write rows for a topic the file has forgotten.
+    removed: AtomicBool,
     /// One append at a time per topic, so ids are given in commit order.
     writing: Mutex<()>,
 }
@@ -612,6 +617,11 @@ impl Log for FileLog {
             return Err(broken.clone());
         }
         let _one = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.removed.load(Ordering::SeqCst) {
+            return Err(StoreError(
+                "the topic was removed meanwhile; publish again".to_string(),
+            ));
+        }
         let head = self.cache.head();
         let at = stamp_now();
         let put = Pending::Put {
@@ -678,6 +688,7 @@ impl Log for FileLog {
         // A removal that does not reach the file leaves the old life there;
         // the next open resumes it (same epoch, ids going on), which loses
         // nothing.
+        self.removed.store(true, Ordering::SeqCst);
         let forget = Pending::Forget {
             name: Arc::clone(&self.name),
         };

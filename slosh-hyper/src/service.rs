@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use slosh_core::driver;
-use slosh_core::{Hub, LongPoll, Lookup, Outcome, StaticFile};
+use slosh_core::{Hub, LongPoll, Lookup, Outcome, Publish, StaticFile};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
 
@@ -161,6 +161,7 @@ impl Slosh {
             }
             Outcome::File(file) => Next::File(file),
             Outcome::Lookup(lookup) => Next::Lookup(lookup),
+            Outcome::Publish(publish) => Next::Publish(publish),
         }
     }
 }
@@ -192,6 +193,17 @@ pub(crate) fn respond(next: Next, clock: Option<Clock>) -> ServiceFuture {
             clock::answered(clock.as_ref());
             Ok(whole(response))
         }),
+        Next::Publish(publish) => Box::pin(async move {
+            // The store's write (an fsync, a round trip to Redis) runs on
+            // tokio's blocking pool, so a slow store holds up no other
+            // connection of this worker.
+            let response = tokio::task::spawn_blocking(move || publish.run())
+                .await
+                // Cancelled: the runtime is shutting down.
+                .unwrap_or_else(|_| slosh_core::Response::error(&slosh_core::Error::ShuttingDown));
+            clock::answered(clock.as_ref());
+            Ok(whole(response))
+        }),
         // The connection task takes the connection from hyper, dropping
         // this future with it.
         Next::HandedOff => Box::pin(std::future::pending()),
@@ -211,6 +223,8 @@ pub(crate) enum Next {
     File(StaticFile),
     /// A static file to look up off the runtime thread.
     Lookup(Lookup),
+    /// A publish to store off the runtime thread.
+    Publish(Publish),
     /// An event stream left in the connection's handoff slot.
     HandedOff,
 }

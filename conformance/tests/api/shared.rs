@@ -1,12 +1,15 @@
 //! Two servers of this frontend on one real Redis (`slosh-redis`): what
 //! one accepts, the other's subscribers get, with the same ids and epoch;
 //! while Redis is away a publish is a plain `503` and `/healthz` says
-//! "degraded", and afterwards everything goes on.
+//! "degraded", and afterwards everything goes on. And a store that stalls
+//! (a Redis that stopped answering) holds up no other topic: its writes
+//! run off the server's runtime.
 
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use slosh_core::Hub;
+use slosh_core::{Epoch, Hub, TopicName};
 use slosh_redis::test_server::TestRedis;
 use slosh_redis::RedisStore;
 
@@ -87,4 +90,109 @@ async fn two_servers_on_one_redis_share_ids_epochs_and_subscribers() {
     )
     .await;
     assert!(!seen.contains("event: gap"), "{seen:?}");
+}
+
+/// A store whose appends to topic `slow` wait until the test opens the
+/// gate: a Redis that stopped answering, a disk that stalls.
+struct Stalled(Arc<(Mutex<bool>, Condvar)>);
+
+struct StalledLog {
+    cache: slosh_core::MemoryLog,
+    gate: Option<Arc<(Mutex<bool>, Condvar)>>,
+}
+
+impl slosh_core::Store for Stalled {
+    fn log(&self, name: &TopicName, queue: usize, fresh: Epoch) -> Box<dyn slosh_core::Log> {
+        Box::new(StalledLog {
+            cache: slosh_core::MemoryLog::new(queue, fresh),
+            gate: (name.as_str() == "slow").then(|| Arc::clone(&self.0)),
+        })
+    }
+
+    fn topics(&self) -> Vec<TopicName> {
+        Vec::new()
+    }
+}
+
+impl slosh_core::Log for StalledLog {
+    fn append(
+        &self,
+        json: slosh_core::Json,
+    ) -> Result<slosh_core::Message, slosh_core::StoreError> {
+        if let Some(gate) = &self.gate {
+            // Opened by the test, or after 10 s: a frontend that appends on
+            // its runtime thread then fails the test instead of hanging it.
+            let (open, opened) = &**gate;
+            let open = open.lock().unwrap();
+            let _ = opened
+                .wait_timeout_while(open, Duration::from_secs(10), |open| !*open)
+                .unwrap();
+        }
+        self.cache.append(json)
+    }
+    fn read_after(&self, after: u64, out: &mut Vec<slosh_core::Message>) -> u64 {
+        self.cache.read_after(after, out)
+    }
+    fn max(&self) -> u64 {
+        self.cache.max()
+    }
+    fn head(&self) -> slosh_core::Head {
+        self.cache.head()
+    }
+    fn buffered(&self) -> usize {
+        self.cache.buffered()
+    }
+    fn expire(&self, before: slosh_core::Stamp) -> usize {
+        self.cache.expire(before)
+    }
+    fn epoch(&self) -> Epoch {
+        self.cache.epoch()
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_stalls_on_one_topic_holds_up_no_other() {
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let hub = Hub::builder().store(Stalled(Arc::clone(&gate))).build();
+    let app = spawn_hub(crate::FRONTEND, hub, ServeOptions::default()).await;
+    let addr = app.addr;
+    let stuck = tokio::spawn(async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = "POST /topics/slow HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 1\r\nConnection: close\r\n\r\n1";
+        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer)
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    for _ in 0..500 {
+        if app.hub.info("slow").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(app.hub.info("slow").is_some(), "the stalled publish began");
+    // The stalled append runs off the server's runtime thread: every other
+    // topic is served meanwhile, publishes included.
+    let other = tokio::time::timeout(Duration::from_secs(5), async {
+        (
+            app.post_json("fast", "2").await,
+            app.get("/topics/fast.json?n=0").await,
+        )
+    })
+    .await
+    .expect("another topic was held up by the stalled store");
+    assert_eq!(other.0.body, r#"{"ok":true,"id":1}"#);
+    assert_eq!(other.1.json()["res"], json!([2]));
+    assert!(!stuck.is_finished(), "the stalled publish is still waiting");
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    let answer = tokio::time::timeout(Duration::from_secs(5), stuck)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.ends_with(r#"{"ok":true,"id":1}"#), "{answer}");
 }
