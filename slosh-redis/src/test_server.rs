@@ -18,6 +18,8 @@ pub struct TestRedis {
     /// Where it keeps its append-only file, when persistent.
     dir: PathBuf,
     persistent: bool,
+    /// `requirepass`, when set.
+    password: Option<String>,
 }
 
 impl TestRedis {
@@ -32,7 +34,16 @@ impl TestRedis {
         TestRedis::launch(true)
     }
 
+    /// A Redis (keeping nothing on disk) that wants `password` (`AUTH`).
+    pub fn start_with_password(password: &str) -> TestRedis {
+        TestRedis::launch_with(false, Some(password.to_string()))
+    }
+
     fn launch(persistent: bool) -> TestRedis {
+        TestRedis::launch_with(persistent, None)
+    }
+
+    fn launch_with(persistent: bool, password: Option<String>) -> TestRedis {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .map(|addr| addr.port())
@@ -45,14 +56,18 @@ impl TestRedis {
             port,
             dir,
             persistent,
+            password,
         };
         redis.restart();
         redis
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// `redis://127.0.0.1:PORT/0`, with the password when it wants one.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
     }
 
     /// Its port.
@@ -81,6 +96,11 @@ impl TestRedis {
         let child = Command::new("redis-server")
             .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", appendonly, "--appendfsync", fsync])
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|password| ["--requirepass", password.as_str()]),
+            )
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -105,10 +125,12 @@ impl TestRedis {
             return false;
         };
         let _ = con.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut answer = [0u8; 7];
+        // Without the password a PING is refused (-NOAUTH), which still
+        // says the server is up.
+        let mut answer = [0u8; 1];
         con.write_all(b"PING\r\n").is_ok()
             && con.read_exact(&mut answer).is_ok()
-            && &answer == b"+PONG\r\n"
+            && (&answer == b"+" || &answer == b"-")
     }
 }
 

@@ -203,3 +203,25 @@ fn a_publish_into_a_life_redis_no_longer_holds_is_refused_and_ends_it() {
     eventually("the old life ended", || a.info("gone").is_none());
     assert_eq!(a.publish("gone", &3).unwrap().id, Some(1), "a new life");
 }
+
+#[test]
+fn a_redis_that_wants_a_password_is_used_with_it_and_refused_without() {
+    let redis = TestRedis::start_with_password("s3cret pass");
+    let url = redis.url();
+    assert!(url.contains("s3cret"), "{url}");
+    let store = RedisStore::open(&url).unwrap();
+    assert!(store.is_up());
+    assert!(!store.url().contains("s3cret"), "{}", store.url());
+    let hub = Hub::builder().store(store).build();
+    assert_eq!(hub.publish("a", &1).unwrap().id, Some(1));
+
+    let wrong = RedisStore::open(&url.replace("s3cret", "wrong")).unwrap();
+    assert!(!wrong.is_up());
+    let refused = Hub::builder()
+        .store(wrong)
+        .build()
+        .publish("a", &2)
+        .unwrap_err();
+    assert_eq!(refused.status(), 503, "{refused}");
+    assert!(!refused.to_string().contains("wrong"), "{refused}");
+}
