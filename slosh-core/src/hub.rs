@@ -63,6 +63,9 @@ pub type LogFactory = dyn Fn(&TopicName, usize, Epoch) -> Box<dyn Log> + Send + 
 /// A store's [`Store::health`].
 type Health = dyn Fn() -> Option<String> + Send + Sync;
 
+/// A store's [`Store::holds`].
+type Holds = dyn Fn(&TopicName) -> bool + Send + Sync;
+
 /// Draws the epoch of each new topic life.
 pub type EpochSource = dyn Fn() -> Epoch + Send + Sync;
 
@@ -104,6 +107,8 @@ pub(crate) struct Inner {
     log_factory: Box<LogFactory>,
     /// The store's [`Store::health`]; none for memory.
     health: Option<Box<Health>>,
+    /// The store's [`Store::holds`]; none for memory.
+    holds: Option<Box<Holds>>,
     /// Whether appends may block (a store was given): POSTs are then
     /// stored off the runtime thread ([`crate::Outcome::Publish`]).
     pub(crate) store_blocks: bool,
@@ -127,6 +132,8 @@ pub struct Builder {
     preload: Vec<TopicName>,
     /// The store's [`Store::health`], for `/healthz`.
     health: Option<Box<Health>>,
+    /// The store's [`Store::holds`], for mailbox POSTs.
+    holds: Option<Box<Holds>>,
     session_ids: Option<Box<RandomSource>>,
     epochs: Option<Box<EpochSource>>,
 }
@@ -224,8 +231,9 @@ impl Builder {
     pub fn store(mut self, store: impl Store) -> Builder {
         self.preload = store.topics();
         let store = Arc::new(store);
-        let health = Arc::clone(&store);
+        let (health, holds) = (Arc::clone(&store), Arc::clone(&store));
         self.health = Some(Box::new(move || health.health()));
+        self.holds = Some(Box::new(move |name: &TopicName| holds.holds(name)));
         self.log_factory = Some(Box::new(move |name: &TopicName, queue, fresh| {
             store.log(name, queue, fresh)
         }));
@@ -248,6 +256,7 @@ impl Builder {
                 topics: RwLock::new(HashMap::new()),
                 filter: self.filter,
                 store_blocks: self.health.is_some(),
+                holds: self.holds,
                 health: self.health,
                 log_factory: self.log_factory.unwrap_or_else(|| {
                     Box::new(|_: &TopicName, queue, epoch| {
@@ -312,6 +321,7 @@ impl Hub {
             log_factory: None,
             preload: Vec::new(),
             health: None,
+            holds: None,
             session_ids: None,
             epochs: None,
         }
@@ -392,7 +402,9 @@ impl Hub {
                 Some(existing) => Publishing::start(existing),
                 None => {
                     drop(topics);
-                    if !create {
+                    // In mailbox mode, held on another server sharing the
+                    // store is as good as held here.
+                    if !create && !self.held_elsewhere(topic) {
                         return Err(Error::NoSuchTopic(topic.to_string()));
                     }
                     let mut topics = self.write_topics();
@@ -408,6 +420,14 @@ impl Hub {
         Ok(Published {
             id: Some(message.id()),
         })
+    }
+
+    /// Whether another server sharing the store holds `name` ([`Store::holds`]).
+    fn held_elsewhere(&self, name: &str) -> bool {
+        match (&self.inner.holds, TopicName::parse(name)) {
+            (Some(holds), Ok(name)) => holds(&name),
+            _ => false,
+        }
     }
 
     /// Looks `name` up, creating it (subject to `max_topics`) when missing.
@@ -547,10 +567,15 @@ impl Hub {
                 .filter(|(_, topic)| topic.expired(settings, now))
                 .map(|(name, _)| name.clone())
                 .collect();
-            expired
+            let removed = expired
                 .iter()
                 .filter_map(|name| topics.remove(name))
-                .collect()
+                .collect();
+            // What this server holds, for a store shared with others.
+            for topic in topics.values() {
+                topic.log.held(topic.counts());
+            }
+            removed
         };
         for topic in removed {
             topic.close(Removal::Expired);

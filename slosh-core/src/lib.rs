@@ -186,7 +186,7 @@ pub use route::{Format, Route, Suffix};
 pub use settings::{Mode, ServeOptions, Settings};
 pub use socket::{Socket, SocketStep};
 pub use store::{
-    stamp_now, Change, Head, Log, MemoryLog, Notify, Removal, Stamp, Store, StoreError,
+    stamp_now, Change, Counts, Head, Log, MemoryLog, Notify, Removal, Stamp, Store, StoreError,
 };
 pub use stream::{Chunks, EventStream, StreamStep};
 pub use wake::Wake;

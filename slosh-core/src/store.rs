@@ -72,6 +72,31 @@ pub trait Log: Send + Sync {
     fn watch(&self, notify: Notify) {
         drop(notify);
     }
+
+    /// What this server holds of the topic now, told by the sweeper once
+    /// a sweep: a store shared by several servers passes it on, so the
+    /// others can count it ([`Log::elsewhere`]) and know the topic is
+    /// held ([`Store::holds`]).
+    fn held(&self, here: Counts) {
+        let _ = here;
+    }
+
+    /// The topic's subscribers and sessions on the other servers sharing
+    /// the store, as last heard (at most a few seconds old): `.info` and
+    /// `/topics` add them to this server's own. Zero for a store only
+    /// this server uses.
+    fn elsewhere(&self) -> Counts {
+        Counts::default()
+    }
+}
+
+/// Subscribers and live sessions of a topic, on one server or several.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Parked long-polls, SSE streams and WebSockets.
+    pub subscribers: usize,
+    /// Live sessions holding a cursor for the topic.
+    pub sessions: usize,
 }
 
 /// Why the hub removed a topic; see [`Log::remove`].
@@ -124,6 +149,15 @@ pub trait Store: Send + Sync + 'static {
     fn health(&self) -> Option<String> {
         None
     }
+
+    /// Whether another server sharing the store holds topic `name` now
+    /// (watched, or a mailbox lingering): in `mailbox` mode a POST to a
+    /// topic this server does not hold is accepted only then. A store only
+    /// this server uses answers `false`.
+    fn holds(&self, name: &TopicName) -> bool {
+        let _ = name;
+        false
+    }
 }
 
 /// Why a store could not keep a message; its text is told to the publisher
@@ -170,6 +204,14 @@ impl<L: Log + ?Sized> Log for std::sync::Arc<L> {
 
     fn watch(&self, notify: Notify) {
         (**self).watch(notify)
+    }
+
+    fn held(&self, here: Counts) {
+        (**self).held(here)
+    }
+
+    fn elsewhere(&self) -> Counts {
+        (**self).elsewhere()
     }
 }
 

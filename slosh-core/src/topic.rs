@@ -12,7 +12,7 @@ use crate::message::{Json, Message};
 use crate::metrics::{Metrics, SubscriberKind};
 use crate::name::TopicName;
 use crate::settings::{Mode, Settings};
-use crate::store::{Log, Removal};
+use crate::store::{Counts, Log, Removal};
 
 /// One topic.
 ///
@@ -132,15 +132,24 @@ impl Topic {
         now.saturating_duration_since(since) >= grace
     }
 
-    /// The `.info` object.
+    /// This server's subscribers and sessions of the topic.
+    pub(crate) fn counts(&self) -> Counts {
+        Counts {
+            subscribers: self.subscribers.load(Ordering::SeqCst),
+            sessions: self.sessions.load(Ordering::SeqCst),
+        }
+    }
+
+    /// The `.info` object: counts over every server sharing the store.
     pub(crate) fn info_json(&self) -> serde_json::Value {
+        let (here, elsewhere) = (self.counts(), self.log.elsewhere());
         serde_json::json!({
             "topic": self.name.as_str(),
             "max": self.log.max(),
             "epoch": self.log.epoch().as_str(),
             "buffered": self.log.buffered(),
-            "subscribers": self.subscribers.load(Ordering::SeqCst),
-            "sessions": self.sessions.load(Ordering::SeqCst),
+            "subscribers": here.subscribers + elsewhere.subscribers,
+            "sessions": here.sessions + elsewhere.sessions,
         })
     }
 }

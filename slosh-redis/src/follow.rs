@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
-use slosh_core::{Change, Log, MemoryLog, Notify, StoreError};
+use slosh_core::{Change, Counts, Log, MemoryLog, Notify, StoreError};
 
 use crate::entry::Entry;
 use crate::watch::Command;
@@ -27,6 +27,10 @@ pub(crate) struct Follow {
     notify: OnceLock<Notify>,
     /// One append at a time (see `RedisLog::append`).
     appending: Mutex<()>,
+    /// This server's counts, as the sweeper last told them.
+    pub(crate) here: Mutex<Counts>,
+    /// The other servers' counts, as the watcher last read them.
+    pub(crate) elsewhere: Mutex<Counts>,
 }
 
 /// A pub/sub entry came with ids missing before it: the caller reads
@@ -43,6 +47,8 @@ impl Follow {
             ended: AtomicBool::new(false),
             notify: OnceLock::new(),
             appending: Mutex::new(()),
+            here: Mutex::new(Counts::default()),
+            elsewhere: Mutex::new(Counts::default()),
         }
     }
 
@@ -50,6 +56,16 @@ impl Follow {
         self.appending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads one of the counts.
+    pub(crate) fn read(counts: &Mutex<Counts>) -> Counts {
+        *counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets one of the counts.
+    pub(crate) fn write(counts: &Mutex<Counts>, value: Counts) {
+        *counts.lock().unwrap_or_else(PoisonError::into_inner) = value;
     }
 
     pub(crate) fn is_synced(&self) -> bool {

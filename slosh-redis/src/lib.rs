@@ -68,7 +68,7 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use slosh_core::{
-    Epoch, Head, Json, Log, MemoryLog, Message, Notify, Removal, Stamp, Store, StoreError,
+    Counts, Epoch, Head, Json, Log, MemoryLog, Message, Notify, Removal, Stamp, Store, StoreError,
     TopicName,
 };
 
@@ -143,6 +143,9 @@ pub(crate) struct Shared {
     pub(crate) up: AtomicBool,
     /// To the watcher thread.
     commands: Mutex<mpsc::Sender<Command>>,
+    /// This server's name in the topics' `nodes` hashes: random, so a
+    /// restarted server is a new one (the old entry runs out).
+    pub(crate) node: String,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -176,6 +179,7 @@ impl RedisStore {
             pool: Mutex::new(Vec::new()),
             up: AtomicBool::new(false),
             commands: Mutex::new(commands),
+            node: node_name(),
         });
         let watched = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -249,6 +253,13 @@ impl Store for RedisStore {
 
     fn health(&self) -> Option<String> {
         (!self.is_up()).then(|| format!("Redis at {} is unreachable", self.shared.url))
+    }
+
+    fn holds(&self, name: &TopicName) -> bool {
+        let keys = Keys::of(&self.shared.options.prefix, name.as_str());
+        self.shared
+            .command(|con| scripts::HOLDS.key(&keys.nodes).invoke::<u64>(con))
+            .is_ok_and(|held| held == 1)
     }
 }
 
@@ -357,6 +368,8 @@ pub(crate) struct Keys {
     pub(crate) head: String,
     pub(crate) log: String,
     pub(crate) channel: String,
+    /// The servers holding the topic, with their counts.
+    pub(crate) nodes: String,
 }
 
 impl Keys {
@@ -365,8 +378,18 @@ impl Keys {
             head: format!("{prefix}:{name}"),
             log: format!("{prefix}:{name}:log"),
             channel: format!("{prefix}:{name}:ch"),
+            nodes: format!("{prefix}:{name}:nodes"),
         }
     }
+}
+
+/// A random name for this server (std's hasher is keyed at random per
+/// process: no random-number crate for 64 bits).
+fn node_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {
@@ -506,5 +529,14 @@ impl Log for RedisLog {
 
     fn watch(&self, notify: Notify) {
         self.follow.set_notify(notify, &self.shared);
+    }
+
+    fn held(&self, here: Counts) {
+        // The watcher passes it on with its next round.
+        Follow::write(&self.follow.here, here);
+    }
+
+    fn elsewhere(&self) -> Counts {
+        Follow::read(&self.follow.elsewhere)
     }
 }

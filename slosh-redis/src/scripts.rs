@@ -91,3 +91,49 @@ return n
 ",
     )
 });
+
+/// This server (`ARGV[1]`) holds the topic with `ARGV[2]` subscribers and
+/// `ARGV[3]` sessions, for `ARGV[4]` ms from Redis's clock: records it in
+/// the topic's `nodes` hash (field: server, value `SUBS SESSIONS UNTIL`),
+/// drops entries whose time ran out (a server that died), and returns the
+/// other servers' totals `{subscribers, sessions}`.
+pub(crate) static PRESENCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%d %d %d', ARGV[2], ARGV[3], now + ttl))
+redis.call('PEXPIRE', KEYS[1], ttl)
+local all = redis.call('HGETALL', KEYS[1])
+local subs, sessions = 0, 0
+for i = 1, #all, 2 do
+  local s, n, till = string.match(all[i + 1], '^(%d+) (%d+) (%d+)$')
+  if not till or tonumber(till) < now then
+    redis.call('HDEL', KEYS[1], all[i])
+  elseif all[i] ~= ARGV[1] then
+    subs = subs + tonumber(s)
+    sessions = sessions + tonumber(n)
+  end
+end
+return {subs, sessions}
+",
+    )
+});
+
+/// Whether any server's entry in the topic's `nodes` hash is still in
+/// time: 1 or 0.
+pub(crate) static HOLDS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local all = redis.call('HGETALL', KEYS[1])
+for i = 2, #all, 2 do
+  local till = string.match(all[i], ' (%d+)$')
+  if till and tonumber(till) >= now then return 1 end
+end
+return 0
+",
+    )
+});

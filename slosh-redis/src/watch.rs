@@ -8,6 +8,8 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use slosh_core::Counts;
+
 use crate::entry::Entry;
 use crate::follow::Follow;
 use crate::{Keys, Shared};
@@ -17,6 +19,14 @@ use crate::{Keys, Shared};
 /// subscription (its log caught up at open; the subscription's own
 /// catch-up covers what came between).
 const READ_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// How often this server tells Redis what it holds, and reads what the
+/// others hold.
+const PRESENCE_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a server's entry counts after its last round: a server that
+/// died stops counting after this.
+pub(crate) const PRESENCE_TTL: Duration = Duration::from_secs(5);
 
 /// The longest wait between two tries to reach Redis.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -81,6 +91,7 @@ pub(crate) fn run(shared: &Weak<Shared>, commands: &Receiver<Command>) {
         store.up.store(true, Ordering::SeqCst);
         drop(store);
         let mut refreshed = Instant::now();
+        let mut told = Instant::now();
         loop {
             let Some(store) = shared.upgrade() else {
                 return;
@@ -92,6 +103,10 @@ pub(crate) fn run(shared: &Weak<Shared>, commands: &Receiver<Command>) {
                     store.up.store(false, Ordering::SeqCst);
                     break;
                 }
+            }
+            if told.elapsed() >= PRESENCE_EVERY {
+                presence(&store, &follows);
+                told = Instant::now();
             }
             if refreshed.elapsed() >= store.options.ttl / 4 {
                 refresh(&store, &follows);
@@ -149,6 +164,19 @@ fn drain(
                     .map(|(channel, _)| channel.clone());
                 if let Some(channel) = channel {
                     follows.remove(&channel);
+                    // No longer held here: stop counting at once.
+                    if let Some(name) = channel
+                        .strip_prefix(&format!("{}:", store.options.prefix))
+                        .and_then(|rest| rest.strip_suffix(":ch"))
+                    {
+                        let nodes = Keys::of(&store.options.prefix, name).nodes;
+                        let _ = store.command(|con| {
+                            redis::cmd("HDEL")
+                                .arg(&nodes)
+                                .arg(&store.node)
+                                .query::<u64>(con)
+                        });
+                    }
                     if let Some(pubsub) = pubsub.as_deref_mut() {
                         if pubsub.unsubscribe(&channel).is_err() {
                             return Ok(false);
@@ -193,4 +221,44 @@ fn refresh(store: &Shared, follows: &Follows) {
         pipe.cmd("PEXPIRE").arg(&keys.log).arg(ttl).ignore();
     }
     let _ = store.command(|con| pipe.query::<()>(con));
+}
+
+/// Tells Redis what this server holds of every topic it follows and reads
+/// the other servers' counts back, in one pipeline.
+fn presence(store: &Shared, follows: &Follows) {
+    let held: Vec<Arc<Follow>> = follows.values().filter_map(Weak::upgrade).collect();
+    if held.is_empty() {
+        return;
+    }
+    let ttl = crate::ttl_ms(PRESENCE_TTL);
+    let mut pipe = redis::pipe();
+    for follow in &held {
+        let here = Follow::read(&follow.here);
+        let keys = Keys::of(&store.options.prefix, &follow.name);
+        let script = &*crate::scripts::PRESENCE;
+        // EVALSHA in a pipeline cannot fall back to EVAL: load it first.
+        pipe.cmd("EVALSHA")
+            .arg(script.get_hash())
+            .arg(1)
+            .arg(&keys.nodes)
+            .arg(&store.node)
+            .arg(here.subscribers)
+            .arg(here.sessions)
+            .arg(ttl);
+    }
+    let answered = store.command(|con| {
+        crate::scripts::PRESENCE.prepare_invoke().load(con)?;
+        pipe.query::<Vec<(usize, usize)>>(con)
+    });
+    if let Ok(counts) = answered {
+        for (follow, (subscribers, sessions)) in held.iter().zip(counts) {
+            Follow::write(
+                &follow.elsewhere,
+                Counts {
+                    subscribers,
+                    sessions,
+                },
+            );
+        }
+    }
 }

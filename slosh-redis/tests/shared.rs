@@ -225,3 +225,48 @@ fn a_redis_that_wants_a_password_is_used_with_it_and_refused_without() {
     assert_eq!(refused.status(), 503, "{refused}");
     assert!(!refused.to_string().contains("wrong"), "{refused}");
 }
+
+#[test]
+fn counts_and_mailbox_watchers_are_the_whole_clusters() {
+    let redis = TestRedis::start();
+    let mailbox = |server: u64| {
+        let store = RedisStore::open(&redis.url()).unwrap();
+        Hub::builder()
+            .epochs(move || Epoch::from_bits(server))
+            .settings(slosh_core::Settings {
+                mode: slosh_core::Mode::Mailbox,
+                ..slosh_core::Settings::default()
+            })
+            .store(store)
+            .build()
+    };
+    let (a, b) = (mailbox(1), mailbox(2));
+    // Nobody holds the mailbox anywhere: refused, as on one server.
+    assert_eq!(a.publish("m", &0).unwrap_err().status(), 404);
+
+    // B's subscriber, told to Redis by B's sweep.
+    let waiting = std::thread::spawn({
+        let b = b.clone();
+        move || poll(&b, "/topics/m.json?n=0", Duration::from_secs(10))
+    });
+    eventually("B holds the topic", || b.info("m").is_some());
+    let sweeps = std::thread::spawn({
+        let b = b.clone();
+        move || {
+            for _ in 0..30 {
+                b.sweep(Instant::now());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
+    // A accepts the POST because B watches, and counts B's subscriber.
+    eventually("A hears B holds it", || a.publish("m", &1).is_ok());
+    assert_eq!(waiting.join().unwrap()["res"], json!([1]));
+    let counted = poll(&b, "/topics/m.json?n=0", Duration::from_secs(1));
+    assert_eq!(counted["max"], 1);
+    eventually("A counts B's subscriber", || {
+        a.sweep(Instant::now());
+        a.info("m").is_some_and(|info| info["subscribers"] == 0)
+    });
+    sweeps.join().unwrap();
+}
