@@ -208,6 +208,21 @@ cluster_note() {
     fi
 }
 
+# CPU ticks (utime + stime, 1/100 s) of pid $1 so far, or 0 once it is gone.
+cpu_ticks() {
+    # Fields counted after the command name's ")", which may hold spaces.
+    sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0
+}
+
+# Each measured process of the cluster with its comm and CPU ticks, one a
+# line, to split the summed figure between the nodes and redis-server.
+cpu_split() {
+    local pid
+    for pid in "${MEASURE_PIDS[@]}"; do
+        printf '%s %s %s\n' "$pid" "$(cat "/proc/$pid/comm" 2>/dev/null || echo '?')" "$(cpu_ticks "$pid")"
+    done
+}
+
 # Stops the nodes, then redis-server (so no node sees its store go first).
 stop_cluster() {
     local pid
@@ -309,12 +324,22 @@ run_one() {
             forget "$SERVER_PID"
         fi
     else
+        ! $cluster || cpu_split >"$RUN_DIR/cpu-before.txt"
         # shellcheck disable=SC2086 # $args is a word list on purpose
         timeout 240 taskset -c "$LOAD_CPU" "$TARGET_DIR/release/slosh-load" \
             --preset "$preset" --base "$BASE" --server-pid "$MEASURE_PID" --timeout 120 \
             $args >"$RUN_DIR/result.json" 2>"$RUN_DIR/summary.txt" || rc=$?
         local logs=("$RUN_DIR/error.log")
         if $cluster; then
+            # Over the whole run (subscribing too), unlike slosh-load's
+            # figures, which start at the first publish: for the split only.
+            cpu_split >"$RUN_DIR/cpu-after.txt"
+            # CPU seconds per command name (slosh-cli, nginx, redis-server).
+            awk 'NR == FNR { before[$1] = $3; next }
+                { used[$2] += ($3 - before[$1]) / 100 }
+                END { for (c in used) printf "%s %.2f s\n", c, used[c] }' \
+                "$RUN_DIR/cpu-before.txt" "$RUN_DIR/cpu-after.txt" | sort >"$RUN_DIR/cpu-split.txt"
+            log "CPU over the whole run: $(paste -sd, "$RUN_DIR/cpu-split.txt")"
             note=$(cluster_note "$server")
             stop_cluster
             logs=("${NODE_DIRS[@]/%//error.log}")
