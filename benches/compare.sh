@@ -5,7 +5,7 @@
 #
 #   benches/compare.sh                 # everything but the cluster (~5 min)
 #   ONLY="sse-1000x200 publish" benches/compare.sh
-#   ONLY="cluster-sse-1000x100 cluster-publish" benches/compare.sh
+#   ONLY="cluster-sse-1000x200 cluster-publish" benches/compare.sh
 #
 # Environment:
 #   FANOUT_REPS  repetitions of the SSE fan-out scenarios (3)
@@ -70,7 +70,7 @@ SCENARIOS=(
     "longpoll-200|longpoll --subs 1000 --msgs 100 --rate 200|$REPS"
     "connect-10000|connect --subs 10000|$REPS"
     # 3 nodes on one Redis; only when asked (see the header).
-    "cluster-sse-1000x100|sse-fanout --subs 1000 --msgs 100 --rate 0|$FANOUT_REPS"
+    "cluster-sse-1000x200|sse-fanout --subs 1000 --msgs 200 --rate 0|$FANOUT_REPS"
     "cluster-publish|publish --conns 30 --topics 100 --secs 10|$REPS"
 )
 
