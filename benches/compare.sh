@@ -325,10 +325,17 @@ run_one() {
         fi
     else
         ! $cluster || cpu_split >"$RUN_DIR/cpu-before.txt"
+        # In the background and waited for: bash runs a trap only once the
+        # foreground command is over, while `wait` lets TERM through at once
+        # (and the exit trap then stops the generator too).
         # shellcheck disable=SC2086 # $args is a word list on purpose
         timeout 240 taskset -c "$LOAD_CPU" "$TARGET_DIR/release/slosh-load" \
             --preset "$preset" --base "$BASE" --server-pid "$MEASURE_PID" --timeout 120 \
-            $args >"$RUN_DIR/result.json" 2>"$RUN_DIR/summary.txt" || rc=$?
+            $args >"$RUN_DIR/result.json" 2>"$RUN_DIR/summary.txt" &
+        local load=$!
+        STARTED+=("$load")
+        wait "$load" || rc=$?
+        forget "$load"
         local logs=("$RUN_DIR/error.log")
         if $cluster; then
             # Over the whole run (subscribing too), unlike slosh-load's
