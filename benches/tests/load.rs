@@ -23,9 +23,9 @@ async fn spawn_server() -> Run {
     tokio::spawn(slosh_hyper::serve(listener, hub, std::future::pending()));
     let mut run = Run::new(Target::slosh(&format!("http://{addr}")).unwrap());
     run.timeout = Duration::from_secs(10);
-    run.server = Some(ServerProcess {
+    run.servers = vec![ServerProcess {
         pid: std::process::id(),
-    });
+    }];
     run
 }
 
@@ -225,4 +225,87 @@ async fn a_dead_server_is_reported_as_failures_not_a_hang() {
     assert_eq!((report.connected, report.failed_subs), (0, 5), "{report}");
     assert_eq!((report.published, report.deliveries), (0, 0), "{report}");
     assert_eq!(report.publish_errors, 3, "{report}");
+}
+
+/// Two listeners on one hub stand in for two nodes sharing a store: a
+/// publish through either reaches subscribers on both.
+async fn spawn_two_nodes() -> Run {
+    let hub = slosh_hyper::slosh_core::Hub::builder()
+        .settings(slosh_hyper::slosh_core::Settings {
+            queue: 1000,
+            ..Default::default()
+        })
+        .build();
+    let mut bases = Vec::new();
+    for _ in 0..2 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        bases.push(format!("http://{}", listener.local_addr().unwrap()));
+        tokio::spawn(slosh_hyper::serve(
+            listener,
+            hub.clone(),
+            std::future::pending(),
+        ));
+    }
+    let target = Target::slosh(&bases[0])
+        .unwrap()
+        .with_bases(&bases)
+        .unwrap();
+    let mut run = Run::new(target);
+    run.timeout = Duration::from_secs(10);
+    // The same process twice: the figures are the sum over both pids.
+    let me = ServerProcess {
+        pid: std::process::id(),
+    };
+    run.servers = vec![me, me];
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_fanout_over_two_nodes_delivers_every_message_to_every_subscriber() {
+    let run = spawn_two_nodes().await;
+    let report = load::sse_fanout(
+        &run,
+        FanoutOptions {
+            subs: 10,
+            msgs: 10,
+            rate: 0.0,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.connected, 10, "{report}");
+    assert_eq!(report.published, 10, "{report}");
+    assert_eq!(report.deliveries, 100, "{report}");
+    assert_eq!((report.lost, report.errors), (0, 0), "{report}");
+    assert!(report.server_cpu_s.is_some(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_and_longpoll_over_two_nodes() {
+    let run = spawn_two_nodes().await;
+    let report = load::publish(
+        &run,
+        PublishOptions {
+            conns: 2,
+            topics: 3,
+            duration: Duration::from_millis(300),
+            size: 100,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.errors, 0, "{report}");
+    assert!(report.ok > 10, "{report}");
+    let report = load::longpoll(
+        &run,
+        FanoutOptions {
+            subs: 6,
+            msgs: 5,
+            rate: 0.0,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.deliveries, 30, "{report}");
+    assert_eq!(report.lost, 0, "{report}");
 }

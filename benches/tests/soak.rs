@@ -11,9 +11,9 @@ use benches::soak::{self, SoakOptions};
 async fn churning_subscribers_lose_nothing_and_leave_nothing_behind() {
     let base = soak::spawn_server().await.unwrap();
     let mut run = Run::new(Target::slosh(&base).unwrap());
-    run.server = Some(ServerProcess {
+    run.servers = vec![ServerProcess {
         pid: std::process::id(),
-    });
+    }];
     let report = soak::soak(
         &run,
         SoakOptions {

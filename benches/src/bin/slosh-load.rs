@@ -30,8 +30,15 @@ struct Cli {
 #[derive(Args)]
 struct TargetArgs {
     /// Replaces {base} in the URL templates; the host must be in 127.0.0.0/8.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:8000")]
-    base: String,
+    /// Repeat it (or give a comma-separated list) for the nodes of a
+    /// cluster: subscribers and publishes are spread over them round-robin.
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8000"
+    )]
+    base: Vec<String>,
     /// Which server's URLs and cursor style the flags below start from.
     #[arg(long, global = true, value_enum, default_value_t = Preset::Slosh)]
     preset: Preset,
@@ -51,8 +58,10 @@ struct TargetArgs {
     #[arg(long, global = true, value_enum)]
     cursor_style: Option<Style>,
     /// The server's pid, for its CPU (/proc/PID/stat) and RSS (/proc/PID/status).
-    #[arg(long, global = true)]
-    server_pid: Option<u32>,
+    /// Repeat it (or give a comma-separated list) for a cluster's nodes and
+    /// its store: CPU and RSS are then the sums over every pid.
+    #[arg(long, global = true, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Stop the scenario after this many seconds and report what it has.
     #[arg(long, global = true, default_value_t = 60.0)]
     timeout: f64,
@@ -145,10 +154,12 @@ impl FanoutArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = &cli.target;
+    let first = args.base.first().map_or("", String::as_str);
     let preset = match args.preset {
-        Preset::Slosh => Target::slosh(&args.base),
-        Preset::Nchan => Target::nchan(&args.base),
-    };
+        Preset::Slosh => Target::slosh(first),
+        Preset::Nchan => Target::nchan(first),
+    }
+    .and_then(|target| target.with_bases(&args.base));
     let mut target = match preset {
         Ok(target) => target,
         Err(e) => {
@@ -181,7 +192,11 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let mut run = Run::new(target);
-    run.server = args.server_pid.map(|pid| ServerProcess { pid });
+    run.servers = args
+        .server_pid
+        .iter()
+        .map(|&pid| ServerProcess { pid })
+        .collect();
     run.timeout = Duration::from_secs_f64(args.timeout);
     run.source_addrs = args.source_addrs;
     if let Some(prefix) = &args.topic_prefix {
@@ -257,5 +272,65 @@ fn main() -> ExitCode {
             eprintln!("slosh-load: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("slosh-load").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn one_base_and_one_pid_as_before() {
+        let cli = parse(&["sse-fanout"]);
+        assert_eq!(cli.target.base, ["http://127.0.0.1:8000"]);
+        assert!(cli.target.server_pid.is_empty());
+        let cli = parse(&[
+            "--base",
+            "http://127.0.0.1:9",
+            "--server-pid",
+            "7",
+            "publish",
+        ]);
+        assert_eq!(cli.target.base, ["http://127.0.0.1:9"]);
+        assert_eq!(cli.target.server_pid, [7]);
+    }
+
+    #[test]
+    fn bases_and_pids_repeat_or_come_comma_separated_in_order() {
+        let want_bases = [
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:2",
+            "http://127.0.0.1:3",
+        ];
+        // Before the subcommand (as compare.sh passes them) or after it: in
+        // either place repeats and lists add up. (Split between the two
+        // places, clap keeps only the ones after the subcommand.)
+        let flags = [
+            "--base",
+            "http://127.0.0.1:1,http://127.0.0.1:2",
+            "--server-pid",
+            "10,11",
+            "--base",
+            "http://127.0.0.1:3",
+            "--server-pid",
+            "12",
+        ];
+        let before: Vec<&str> = flags.iter().copied().chain(["publish"]).collect();
+        let after: Vec<&str> = std::iter::once("sse-fanout").chain(flags).collect();
+        for args in [before, after] {
+            let cli = parse(&args);
+            assert_eq!(cli.target.base, want_bases, "{args:?}");
+            assert_eq!(cli.target.server_pid, [10, 11, 12], "{args:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_pid_in_a_list_is_refused() {
+        let args = ["slosh-load", "--server-pid", "10,x", "publish"];
+        assert!(Cli::try_parse_from(args).is_err());
     }
 }

@@ -101,7 +101,10 @@ fn main() -> ExitCode {
         };
         let target = Target::slosh(&base).map_err(|e| e.to_string())?;
         let mut run = Run::new(target);
-        run.server = server.map(|pid| ServerProcess { pid });
+        run.servers = server
+            .map(|pid| ServerProcess { pid })
+            .into_iter()
+            .collect();
         let duration = Duration::from_secs_f64(cli.minutes.max(0.0) * 60.0);
         let warmup = cli
             .warmup

@@ -88,9 +88,11 @@ impl From<slosh_client::sse::TooLarge> for LoadError {
 pub struct Run {
     /// The server and its URLs.
     pub target: Target,
-    /// The server's process, to read its CPU and RSS; `None` skips those
-    /// figures.
-    pub server: Option<ServerProcess>,
+    /// The server's processes, to read their CPU and RSS: one for a single
+    /// server, every node (and the store they share, e.g. redis-server)
+    /// for a cluster, whose figures are the sums over all of them. Empty
+    /// skips those figures.
+    pub servers: Vec<ServerProcess>,
     /// Hard bound on the whole scenario.
     pub timeout: Duration,
     /// Topic names are this prefix (plus `-N` for several topics): a fresh
@@ -108,7 +110,7 @@ impl Run {
     pub fn new(target: Target) -> Run {
         Run {
             target,
-            server: None,
+            servers: Vec::new(),
             timeout: Duration::from_secs(60),
             topic_prefix: fresh_prefix(),
             source_addrs: 0,
@@ -127,14 +129,41 @@ impl Run {
         Some(Ipv4Addr::new(127, 0, 0, octet))
     }
 
-    /// The server's (user, system) CPU seconds so far.
+    /// The servers' (user, system) CPU seconds so far, summed over
+    /// [`servers`](Self::servers); `None` when there are none or one cannot
+    /// be read (a sum missing a node would understate the cost).
     fn cpu(&self) -> Option<(f64, f64)> {
-        self.server.and_then(|s| s.cpu_times().ok())
+        sum_all(
+            &self.servers,
+            |s| s.cpu_times().ok(),
+            |(u0, s0), (u1, s1)| (u0 + u1, s0 + s1),
+        )
     }
 
-    fn rss(&self) -> Option<u64> {
-        self.server.and_then(|s| s.rss_bytes().ok())
+    /// The servers' resident memory, summed as [`cpu`](Self::cpu) is.
+    pub(crate) fn rss(&self) -> Option<u64> {
+        sum_all(&self.servers, |s| s.rss_bytes().ok(), |a, b| a + b)
     }
+}
+
+/// `read` of every server combined with `add`; `None` when there is no
+/// server or any reading fails.
+fn sum_all<T>(
+    servers: &[ServerProcess],
+    read: impl Fn(&ServerProcess) -> Option<T>,
+    add: impl Fn(T, T) -> T,
+) -> Option<T> {
+    servers
+        .iter()
+        .map(read)
+        .try_fold(None, |sum: Option<T>, x| {
+            let x = x?;
+            Some(Some(match sum {
+                Some(sum) => add(sum, x),
+                None => x,
+            }))
+        })
+        .flatten()
 }
 
 /// `load<pid>x<seconds since the epoch mod 10^6>`: a valid topic name
@@ -238,5 +267,25 @@ mod tests {
         assert_eq!(run.source(0, 20_001), Some(Ipv4Addr::new(127, 0, 0, 1)));
         assert_eq!(run.source(2, 20_001), Some(Ipv4Addr::new(127, 0, 0, 3)));
         assert_eq!(run.source(3, 20_001), Some(Ipv4Addr::new(127, 0, 0, 1)));
+    }
+
+    #[test]
+    fn server_figures_sum_over_every_pid_or_are_none() {
+        let me = ServerProcess {
+            pid: std::process::id(),
+        };
+        let mut run = Run::new(Target::slosh("http://127.0.0.1:1").unwrap());
+        assert_eq!(run.cpu(), None);
+        assert_eq!(run.rss(), None);
+        run.servers = vec![me, me];
+        let rss = run.rss().unwrap();
+        let one = me.rss_bytes().unwrap();
+        // Twice this process, give or take what it allocated in between.
+        assert!(rss >= one && rss <= 3 * one, "{rss} vs {one}");
+        assert!(run.cpu().is_some());
+        // A pid that does not exist spoils the sum rather than shrinking it.
+        run.servers.push(ServerProcess { pid: u32::MAX });
+        assert_eq!(run.cpu(), None);
+        assert_eq!(run.rss(), None);
     }
 }

@@ -137,20 +137,27 @@ struct Counts {
 /// Runs `publish`.
 pub async fn publish(run: &Run, options: PublishOptions) -> Result<PublishReport, LoadError> {
     let topics = options.topics.max(1);
-    let mut heads = Vec::with_capacity(topics);
-    let mut addr = None;
+    // Per node, its address and one request head per topic: connection i
+    // stays on node i mod N (keep-alive), so publishes spread evenly over
+    // the nodes of a cluster and every topic is published through each.
+    let mut heads = vec![Vec::with_capacity(topics); run.target.nodes()];
+    let mut addrs = Vec::new();
     for i in 0..topics {
-        let endpoint = run.target.publish(&format!("{}-{i}", run.topic_prefix))?;
-        addr = Some(endpoint.addr);
-        heads.push(format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: ",
-            endpoint.path, endpoint.host
-        ));
+        let endpoints = run
+            .target
+            .publish_all(&format!("{}-{i}", run.topic_prefix))?;
+        addrs = endpoints.iter().map(|e| e.addr).collect();
+        for (node, endpoint) in endpoints.iter().enumerate() {
+            heads[node].push(format!(
+                "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: ",
+                endpoint.path, endpoint.host
+            ));
+        }
     }
-    let Some(addr) = addr else {
-        return Err(LoadError::Options("--topics must be at least 1".into()));
-    };
-    let heads = Arc::new(heads);
+    let nodes: Vec<_> = addrs
+        .into_iter()
+        .zip(heads.into_iter().map(Arc::new))
+        .collect();
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let stop = start + options.duration.min(run.timeout);
@@ -159,7 +166,7 @@ pub async fn publish(run: &Run, options: PublishOptions) -> Result<PublishReport
 
     let mut tasks = Vec::with_capacity(options.conns);
     for i in 0..options.conns {
-        let heads = heads.clone();
+        let (addr, heads) = nodes[i % nodes.len()].clone();
         let next = next.clone();
         let source = run.source(i, options.conns);
         let size = options.size;

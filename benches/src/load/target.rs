@@ -98,6 +98,13 @@ impl Endpoint {
 pub struct Target {
     /// Replaces `{base}` in the templates, e.g. `http://127.0.0.1:8000`.
     pub base: String,
+    /// Further nodes of the same cluster (servers sharing topics through
+    /// one store, e.g. Redis), each replacing `{base}` like [`base`](Self::base).
+    /// Subscribers and publishes are spread over `base` and these,
+    /// round-robin; empty for one server. A separate field rather than a
+    /// list replacing `base` so the single-server code (the soak, the
+    /// park check) keeps reading one base.
+    pub more_bases: Vec<String>,
     /// Template of the publish URL (POST).
     pub publish_url: String,
     /// Template of the SSE subscribe URL.
@@ -116,6 +123,7 @@ impl Target {
     pub fn slosh(base: &str) -> Result<Target, LoadError> {
         let target = Target {
             base: base.trim_end_matches('/').to_string(),
+            more_bases: Vec::new(),
             publish_url: SLOSH_PUBLISH_URL.to_string(),
             sub_url: SLOSH_SUB_URL.to_string(),
             poll_url: SLOSH_POLL_URL.to_string(),
@@ -130,6 +138,7 @@ impl Target {
     pub fn nchan(base: &str) -> Result<Target, LoadError> {
         let target = Target {
             base: base.trim_end_matches('/').to_string(),
+            more_bases: Vec::new(),
             publish_url: NCHAN_PUBLISH_URL.to_string(),
             sub_url: NCHAN_SUB_URL.to_string(),
             poll_url: NCHAN_SUB_URL.to_string(),
@@ -140,43 +149,101 @@ impl Target {
         Ok(target)
     }
 
-    /// Refuses templates that do not resolve to a loopback http URL, before
-    /// any connection is made.
+    /// The same target spread over several nodes: `bases[0]` becomes
+    /// [`base`](Self::base), the rest [`more_bases`](Self::more_bases).
+    /// Refuses an empty list and any node that is not a loopback http URL.
+    pub fn with_bases(mut self, bases: &[String]) -> Result<Target, LoadError> {
+        let (first, rest) = bases
+            .split_first()
+            .ok_or_else(|| LoadError::Options("at least one --base is needed".into()))?;
+        self.base = first.trim_end_matches('/').to_string();
+        self.more_bases = rest
+            .iter()
+            .map(|b| b.trim_end_matches('/').to_string())
+            .collect();
+        self.check()?;
+        Ok(self)
+    }
+
+    /// Every node's base: [`base`](Self::base) first, then
+    /// [`more_bases`](Self::more_bases).
+    pub fn bases(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.base.as_str()).chain(self.more_bases.iter().map(String::as_str))
+    }
+
+    /// How many nodes the load is spread over (at least 1).
+    pub fn nodes(&self) -> usize {
+        1 + self.more_bases.len()
+    }
+
+    /// Refuses templates that do not resolve to a loopback http URL on
+    /// every node, before any connection is made.
     pub fn check(&self) -> Result<(), LoadError> {
-        self.publish("t")?;
-        self.sub("t")?;
-        self.poll("t")?;
-        self.info("t")?;
+        for template in [
+            &self.publish_url,
+            &self.sub_url,
+            &self.poll_url,
+            &self.info_url,
+        ] {
+            self.render_all(template, "t")?;
+        }
         Ok(())
     }
 
     fn render(&self, template: &str, topic: &str) -> Result<Endpoint, LoadError> {
-        Endpoint::parse(
-            &template
-                .replace("{base}", &self.base)
-                .replace("{topic}", topic),
-        )
+        render_at(template, &self.base, topic)
     }
 
-    /// Where to POST messages for `topic`.
+    fn render_all(&self, template: &str, topic: &str) -> Result<Vec<Endpoint>, LoadError> {
+        self.bases()
+            .map(|base| render_at(template, base, topic))
+            .collect()
+    }
+
+    /// Where to POST messages for `topic` on each node, in node order.
+    pub fn publish_all(&self, topic: &str) -> Result<Vec<Endpoint>, LoadError> {
+        self.render_all(&self.publish_url, topic)
+    }
+
+    /// Where to subscribe to `topic` by SSE on each node, in node order.
+    pub fn sub_all(&self, topic: &str) -> Result<Vec<Endpoint>, LoadError> {
+        self.render_all(&self.sub_url, topic)
+    }
+
+    /// Where to long-poll `topic` on each node, in node order.
+    pub fn poll_all(&self, topic: &str) -> Result<Vec<Endpoint>, LoadError> {
+        self.render_all(&self.poll_url, topic)
+    }
+
+    /// Where to read `topic`'s info on each node, in node order.
+    pub fn info_all(&self, topic: &str) -> Result<Vec<Endpoint>, LoadError> {
+        self.render_all(&self.info_url, topic)
+    }
+
+    /// Where to POST messages for `topic` (on the first node).
     pub fn publish(&self, topic: &str) -> Result<Endpoint, LoadError> {
         self.render(&self.publish_url, topic)
     }
 
-    /// Where to subscribe to `topic` by SSE.
+    /// Where to subscribe to `topic` by SSE (on the first node).
     pub fn sub(&self, topic: &str) -> Result<Endpoint, LoadError> {
         self.render(&self.sub_url, topic)
     }
 
-    /// Where to long-poll `topic` (the path may hold `{cursor}`).
+    /// Where to long-poll `topic` on the first node (the path may hold
+    /// `{cursor}`).
     pub fn poll(&self, topic: &str) -> Result<Endpoint, LoadError> {
         self.render(&self.poll_url, topic)
     }
 
-    /// Where to read `topic`'s info.
+    /// Where to read `topic`'s info (on the first node).
     pub fn info(&self, topic: &str) -> Result<Endpoint, LoadError> {
         self.render(&self.info_url, topic)
     }
+}
+
+fn render_at(template: &str, base: &str, topic: &str) -> Result<Endpoint, LoadError> {
+    Endpoint::parse(&template.replace("{base}", base).replace("{topic}", topic))
 }
 
 #[cfg(test)]
@@ -208,5 +275,40 @@ mod tests {
         let mut target = Target::slosh("http://127.0.0.1:8000").unwrap();
         target.publish_url = "http://192.168.1.1/{topic}".into();
         assert!(matches!(target.check(), Err(LoadError::NotLoopback(_))));
+    }
+
+    #[test]
+    fn several_bases_render_one_endpoint_per_node_in_order() {
+        let bases = [
+            "http://127.0.0.1:1/".to_string(),
+            "http://127.0.0.2:2".into(),
+        ];
+        let target = Target::nchan("http://127.0.0.1:9")
+            .unwrap()
+            .with_bases(&bases)
+            .unwrap();
+        assert_eq!(target.nodes(), 2);
+        assert_eq!(
+            target.bases().collect::<Vec<_>>(),
+            ["http://127.0.0.1:1", "http://127.0.0.2:2"]
+        );
+        let subs = target.sub_all("x").unwrap();
+        assert_eq!(subs[0].addr, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(subs[1].host, "127.0.0.2:2");
+        assert_eq!(subs[1].path, "/sub/x");
+        assert_eq!(target.publish("x").unwrap().host, "127.0.0.1:1");
+        assert_eq!(target.publish_all("x").unwrap().len(), 2);
+        // One node outside loopback refuses the whole target.
+        let bad = ["http://127.0.0.1:1".to_string(), "http://10.0.0.1:2".into()];
+        assert!(matches!(
+            Target::slosh("http://127.0.0.1:9")
+                .unwrap()
+                .with_bases(&bad),
+            Err(LoadError::NotLoopback(_))
+        ));
+        assert!(Target::slosh("http://127.0.0.1:9")
+            .unwrap()
+            .with_bases(&[])
+            .is_err());
     }
 }

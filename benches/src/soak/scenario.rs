@@ -168,7 +168,7 @@ pub async fn soak(run: &Run, options: SoakOptions) -> Result<SoakReport, LoadErr
 
     let started = Instant::now();
     tokio::time::sleep(options.warmup).await;
-    report.rss_warm = run.server.and_then(|s| s.rss_bytes().ok());
+    report.rss_warm = run.rss();
     tokio::time::sleep(options.duration.saturating_sub(started.elapsed())).await;
     let _ = stop.send(true);
     report.duration = started.elapsed();
@@ -244,7 +244,7 @@ pub async fn soak(run: &Run, options: SoakOptions) -> Result<SoakReport, LoadErr
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    report.rss_end = run.server.and_then(|s| s.rss_bytes().ok());
+    report.rss_end = run.rss();
     Ok(report)
 }
 

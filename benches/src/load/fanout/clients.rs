@@ -271,9 +271,13 @@ pub(super) struct Published {
     pub(super) first: Option<Instant>,
 }
 
-/// Posts the messages: at `rate`, or back-to-back.
+/// Posts the messages: at `rate`, or back-to-back; message `seq` goes to
+/// `endpoints[seq mod N]` (one keep-alive connection per node), so on a
+/// cluster every node publishes. One at a time either way: each POST is
+/// answered before the next is sent, so the store numbers them in seq
+/// order whichever node they went through.
 pub(super) async fn publisher(
-    endpoint: &Endpoint,
+    endpoints: &[Endpoint],
     options: &FanoutOptions,
     shared: &Shared,
     deadline: Instant,
@@ -284,12 +288,23 @@ pub(super) async fn publisher(
         stalled: 0,
         first: None,
     };
-    let head = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: ",
-        endpoint.path, endpoint.host
-    );
-    let mut conn: Option<Connection> = None;
+    let heads: Vec<String> = endpoints
+        .iter()
+        .map(|endpoint| {
+            format!(
+                "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: ",
+                endpoint.path, endpoint.host
+            )
+        })
+        .collect();
+    let mut conns: Vec<Option<Connection>> = endpoints.iter().map(|_| None).collect();
     for seq in 0..options.msgs {
+        let node = (seq % endpoints.len().max(1) as u64) as usize;
+        let (Some(endpoint), Some(head), Some(conn)) =
+            (endpoints.get(node), heads.get(node), conns.get_mut(node))
+        else {
+            break;
+        };
         if Instant::now() >= deadline {
             break;
         }
@@ -324,12 +339,12 @@ pub(super) async fn publisher(
         let accepted = match answer {
             Ok(response) => {
                 if response.head.close {
-                    conn = None;
+                    *conn = None;
                 }
                 (200..300).contains(&response.head.status)
             }
             Err(_) => {
-                conn = None;
+                *conn = None;
                 false
             }
         };

@@ -143,19 +143,21 @@ async fn fanout(run: &Run, options: FanoutOptions, kind: Kind) -> Result<FanoutR
         return Err(LoadError::Options(format!("--msgs must be 1 … {MAX_MSGS}")));
     }
     let topic = run.topic_prefix.clone();
-    let endpoint = match kind {
-        Kind::LongPoll => run.target.poll(&topic)?,
+    // Subscriber i goes to node i mod N, and the publisher takes the
+    // nodes in turn, so on a cluster most deliveries cross the store.
+    let endpoints = match kind {
+        Kind::LongPoll => run.target.poll_all(&topic)?,
         // (Idle sockets are `connect`'s alone; they would deliver nothing.)
-        Kind::Sse | Kind::WebSocket => run.target.sub(&topic)?,
+        Kind::Sse | Kind::WebSocket => run.target.sub_all(&topic)?,
     };
-    let publish = run.target.publish(&topic)?;
+    let publish = run.target.publish_all(&topic)?;
     let deadline = Instant::now() + run.timeout;
     let rss_before = run.rss();
     let shared = Arc::new(Shared::new(options.msgs));
     let plan = Arc::new(Plan {
         kind,
         style: run.target.cursor_style,
-        endpoints: vec![endpoint],
+        endpoints,
         run: run.clone(),
         subs: options.subs,
     });
@@ -253,9 +255,11 @@ async fn fanout(run: &Run, options: FanoutOptions, kind: Kind) -> Result<FanoutR
 /// Runs `connect`: opens S SSE subscriptions and times them.
 pub async fn connect(run: &Run, options: ConnectOptions) -> Result<ConnectReport, LoadError> {
     let topics = options.topics.max(1);
-    let mut endpoints = Vec::with_capacity(topics);
+    // Topic by topic, each on every node: subscriber i takes endpoint
+    // i mod (T × N), which spreads both topics and nodes evenly.
+    let mut endpoints = Vec::with_capacity(topics * run.target.nodes());
     for i in 0..topics {
-        endpoints.push(run.target.sub(&format!("{}-{i}", run.topic_prefix))?);
+        endpoints.extend(run.target.sub_all(&format!("{}-{i}", run.topic_prefix))?);
     }
     let deadline = Instant::now() + run.timeout;
     let rss_before = run.rss();
@@ -351,47 +355,61 @@ fn spawn_subscribers(plan: &Arc<Plan>, shared: &Arc<Shared>) -> (watch::Sender<b
     (stop, tasks)
 }
 
-/// Waits (bounded) until the server shows every ready long-poll parked, so
+/// Waits (bounded) until the servers show every ready long-poll parked, so
 /// the first message's latency is not a connect time. The info URL answers
 /// JSON with a `subscribers` count on both servers: slosh's `.info`, and
-/// Nchan's publisher location on a `GET` that asks for JSON. When it gives
+/// Nchan's publisher location on a `GET` that asks for JSON. On several
+/// nodes the counts are summed (each node counts its own). When it gives
 /// no count ([`INFO_TRIES`] answers in a row), a fixed settle time stands
 /// in.
 async fn wait_parked(run: &Run, topic: &str, shared: &Shared, deadline: Instant) {
     let until = deadline.min(Instant::now() + PARK_WAIT);
     let settle =
         |until: Instant| tokio::time::sleep_until(until.min(Instant::now() + SETTLE).into());
-    let Ok(info) = run.target.info(topic) else {
+    let Ok(infos) = run.target.info_all(topic) else {
         settle(until).await;
         return;
     };
     let want = shared.ready.load(Ordering::SeqCst);
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n\r\n",
-        info.path, info.host
-    );
-    let mut conn = None;
+    let requests: Vec<String> = infos
+        .iter()
+        .map(|info| {
+            format!(
+                "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n\r\n",
+                info.path, info.host
+            )
+        })
+        .collect();
+    let mut conns: Vec<Option<Connection>> = infos.iter().map(|_| None).collect();
     let mut unanswered = 0;
     while Instant::now() < until {
-        if conn.is_none() {
-            conn = Connection::open(info.addr, None).await.ok();
+        let mut subscribers = Some(0);
+        for ((info, request), conn) in infos.iter().zip(&requests).zip(&mut conns) {
+            if conn.is_none() {
+                *conn = Connection::open(info.addr, None).await.ok();
+            }
+            let count = match conn.as_mut() {
+                Some(c) => match c.send(request.as_bytes()).await {
+                    Ok(()) => c
+                        .read_response()
+                        .await
+                        .ok()
+                        .and_then(|r| self::subscribers(&r.body)),
+                    Err(_) => None,
+                },
+                None => None,
+            };
+            if count.is_none() {
+                // Reconnect next time: the answer may have left the
+                // connection mid-body.
+                *conn = None;
+            }
+            subscribers = subscribers.zip(count).map(|(sum, n)| sum + n);
         }
-        let subscribers = match conn.as_mut() {
-            Some(c) => match c.send(request.as_bytes()).await {
-                Ok(()) => c
-                    .read_response()
-                    .await
-                    .ok()
-                    .and_then(|r| subscribers(&r.body)),
-                Err(_) => None,
-            },
-            None => None,
-        };
         match subscribers {
             Some(n) if n as usize >= want => return,
             Some(_) => unanswered = 0,
             None => {
-                conn = None;
                 unanswered += 1;
                 if unanswered >= INFO_TRIES {
                     settle(until).await;
