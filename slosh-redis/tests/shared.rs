@@ -259,13 +259,21 @@ fn counts_and_mailbox_watchers_are_the_whole_clusters() {
             }
         }
     });
-    // A accepts the POST because B watches, and counts B's subscriber.
+    // A accepts the POST because B watches.
     eventually("A hears B holds it", || a.publish("m", &1).is_ok());
     assert_eq!(waiting.join().unwrap()["res"], json!([1]));
-    let counted = poll(&b, "/topics/m.json?n=0", Duration::from_secs(1));
-    assert_eq!(counted["max"], 1);
+    // A's .info counts B's parked subscriber, and stops when it leaves.
+    let waiting = std::thread::spawn({
+        let b = b.clone();
+        move || poll(&b, "/topics/m.json?n=1", Duration::from_secs(10))
+    });
     eventually("A counts B's subscriber", || {
         a.sweep(Instant::now());
+        a.info("m").is_some_and(|info| info["subscribers"] == 1)
+    });
+    assert_eq!(a.publish("m", &2).unwrap().id, Some(2));
+    assert_eq!(waiting.join().unwrap()["res"], json!([2]));
+    eventually("A no longer counts it", || {
         a.info("m").is_some_and(|info| info["subscribers"] == 0)
     });
     sweeps.join().unwrap();
