@@ -152,6 +152,17 @@ impl Model {
         self.messages.len() as u64
     }
 
+    /// The answer to a cursor tagged `tag` (see [`Model::batch`]): a cursor
+    /// naming this life's epoch above `max` is a place not reached yet
+    /// (another server sharing the store may be ahead), answered with
+    /// nothing rather than counted as 0.
+    fn batch_tagged(&self, cursor: u64, tag: Tag) -> (u64, u64, Vec<(u64, i64)>) {
+        if matches!(tag, Tag::Current) && self.exists && cursor > self.max() {
+            return (cursor, 0, Vec::new());
+        }
+        self.batch(cursor)
+    }
+
     /// The answer to a cursor, as SPEC 3 defines it.
     fn batch(&self, cursor: u64) -> (u64, u64, Vec<(u64, i64)>) {
         let max = self.max();
@@ -283,7 +294,11 @@ fn run(kind: Kind, queue: usize, ops: Vec<Op>) {
                 let cursor = (model.max() + u64::from(offset)).saturating_sub(2);
                 let (text, reset) = model.cursor_text(cursor, tag);
                 let target = format!("/topics/t.json?n={text}");
-                let expected = model.batch(if reset { 0 } else { cursor });
+                let expected = if reset {
+                    model.batch(0)
+                } else {
+                    model.batch_tagged(cursor, tag)
+                };
                 // Nothing to deliver and nothing missed: the poll waits.
                 let news = expected.1 > 0;
                 match hub.handle(Request::new("GET", &target), now) {
@@ -421,7 +436,11 @@ fn run(kind: Kind, queue: usize, ops: Vec<Op>) {
                     StreamStep::Send(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
                     other => panic!("{other:?}"),
                 };
-                let (_, saw, messages) = model.batch(if reset { 0 } else { resume });
+                let (_, saw, messages) = if reset {
+                    model.batch(0)
+                } else {
+                    model.batch_tagged(resume, tag)
+                };
                 let mut expected = String::from("retry: 3000\n\n");
                 let missed = saw - messages.len() as u64;
                 if reset {

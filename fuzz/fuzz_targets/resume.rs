@@ -81,9 +81,11 @@ impl Query {
 }
 
 /// The spec's cursor: a plain decimal u64, no sign, padding or leading
-/// zero, optionally `@` and 8 characters of the epoch alphabet. `Some(0,
-/// true)` for a point from another epoch: a reset, read as 0.
-fn model_cursor(text: &str) -> Option<(u64, bool)> {
+/// zero, optionally `@` and 8 characters of the epoch alphabet: `(n,
+/// reset, confirmed)`, `(0, true, false)` for a point from another epoch
+/// (a reset, read as 0), `confirmed` when it names the topic's epoch (a
+/// point above `max` is then waited for, not read as 0).
+fn model_cursor(text: &str) -> Option<Point> {
     let (number, reset) = match text.split_once('@') {
         Some((number, epoch)) => {
             let valid = epoch.len() == 8
@@ -101,11 +103,20 @@ fn model_cursor(text: &str) -> Option<(u64, bool)> {
         && number.bytes().all(|b| b.is_ascii_digit())
         && (number == "0" || !number.starts_with('0'));
     let n: u64 = plain.then(|| number.parse().ok()).flatten()?;
-    Some(if reset { (0, true) } else { (n, false) })
+    let confirmed = text.contains('@') && !reset;
+    Some(if reset {
+        (0, true, false)
+    } else {
+        (n, false, confirmed)
+    })
 }
 
+/// A resume point as the model reads it: the cursor, whether it is a
+/// reset, whether it named the topic's epoch.
+type Point = (u64, bool, bool);
+
 /// `Ok(None)` for no `n`, `Err(())` for a request that must be `400`.
-fn model_n(query: Option<&str>) -> Result<Option<(u64, bool)>, ()> {
+fn model_n(query: Option<&str>) -> Result<Option<Point>, ()> {
     let mut found = None;
     for pair in query.unwrap_or("").split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -122,10 +133,13 @@ fn model_n(query: Option<&str>) -> Result<Option<(u64, bool)>, ()> {
 /// What a feed resuming at `resume` first hands over: the missed count
 /// (`None`: unknown, a reset) and the ids, with `max` published and the
 /// last `queue` kept.
-fn model_delivery(resume: Option<(u64, bool)>, max: u64, queue: u64) -> (Option<u64>, Vec<u64>) {
-    let Some((resume, reset)) = resume else {
+fn model_delivery(resume: Option<Point>, max: u64, queue: u64) -> (Option<u64>, Vec<u64>) {
+    let Some((resume, reset, confirmed)) = resume else {
         return (Some(0), Vec::new());
     };
+    if confirmed && resume > max {
+        return (Some(0), Vec::new());
+    }
     if reset {
         let first_kept = max.saturating_sub(queue) + 1;
         return (None, (first_kept..=max).collect());
@@ -275,8 +289,12 @@ fuzz_target!(|input: Input| {
         model_n(query.as_deref()),
     ) {
         (Outcome::Respond(response), Err(())) => assert_eq!(response.status, 400),
-        (Outcome::Respond(response), Ok(Some((resume, reset)))) => {
-            let (_, ids) = model_delivery(Some((resume, reset)), max, queue);
+        (Outcome::Respond(response), Ok(Some((resume, reset, confirmed)))) => {
+            assert!(
+                !(confirmed && resume > max),
+                "answered a point not reached yet"
+            );
+            let (_, ids) = model_delivery(Some((resume, reset, confirmed)), max, queue);
             let from = if resume > max { 0 } else { resume };
             let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
             assert_eq!(body["max"], max);

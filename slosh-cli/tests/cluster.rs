@@ -191,6 +191,15 @@ async fn sse(addrs: [String; 2], move_after: usize, into: Shared, until: Instant
             buf.clear();
             let mut hang_up = false;
             let fed = parser.feed(&body, |event| {
+                if !event.is_message() {
+                    // A gap or a reset: worth seeing when a check fails.
+                    into.lock().unwrap().faults.push(format!(
+                        "note: {:?} {} after {:?} on node {on}",
+                        event.kind,
+                        event.text(),
+                        last_id
+                    ));
+                }
                 if event.is_message() {
                     let id = event.id.clone().unwrap_or_default();
                     let number = id.split('@').next().unwrap().parse().unwrap();

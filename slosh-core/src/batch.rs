@@ -67,6 +67,17 @@ impl Batch {
     /// restart, an expiry) and counts as 0, so the client gets everything
     /// still buffered and `saw` says how much there was.
     pub fn read(log: &dyn Log, cursor: Cursor) -> Batch {
+        Batch::read_from(log, cursor, false)
+    }
+
+    /// As [`Batch::read`], but a `confirmed` cursor (its epoch named by
+    /// the client, see [`Resume::confirmed_in`](crate::cursor::Resume))
+    /// above `max` is a place this server has not reached yet: nothing to
+    /// deliver, and `max` is the cursor, so the client never goes back.
+    pub fn read_from(log: &dyn Log, cursor: Cursor, confirmed: bool) -> Batch {
+        if confirmed && cursor.0 > log.max() {
+            return Batch::empty(cursor.0, log.epoch());
+        }
         let mut messages = Vec::new();
         let mut max = log.read_after(cursor.0, &mut messages);
         let mut from = cursor.0;

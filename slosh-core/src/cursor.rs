@@ -75,6 +75,14 @@ impl Resume {
             _ => (self.cursor, false),
         }
     }
+
+    /// Whether the client named `current` as its cursor's epoch: such a
+    /// cursor is a place in this life even above this server's `max` (a
+    /// server sharing a store, a moment behind the one the client came
+    /// from), and is waited for rather than counted as 0.
+    pub fn confirmed_in(self, current: Epoch) -> bool {
+        self.epoch == Some(current)
+    }
 }
 
 impl fmt::Display for Cursor {

@@ -190,7 +190,9 @@ impl Hub {
         }
         let subscription = self.subscribe(name, SubscriberKind::LongPoll)?;
         let cookie = session::find_cookie(&request.cookies);
-        let (n, reset) = match n.map(|n| n.within(subscription.topic().log.epoch())) {
+        let epoch = subscription.topic().log.epoch();
+        let confirmed = n.is_some_and(|n| n.confirmed_in(epoch));
+        let (n, reset) = match n.map(|n| n.within(epoch)) {
             Some((cursor, reset)) => (Some(cursor), reset),
             None => (None, false),
         };
@@ -203,6 +205,7 @@ impl Hub {
             subscription,
             cursor: begun.cursor,
             reset,
+            confirmed,
             format,
             session: begun.session,
             new_session: begun.new,
@@ -215,7 +218,7 @@ impl Hub {
         // after the cursor aged out (the loss is told now); the
         // subscription is dropped with the poll, so an immediate answer
         // never counts as a parked subscriber afterwards.
-        let batch = Batch::read(poll.topic().log.as_ref(), poll.cursor);
+        let batch = Batch::read_from(poll.topic().log.as_ref(), poll.cursor, poll.confirmed);
         if batch.messages.is_empty() && batch.missed() == 0 {
             poll.checked = true;
             Ok(Outcome::Park(poll))

@@ -74,6 +74,9 @@ pub(crate) struct Feed {
     subscription: Subscription,
     kind: SubscriberKind,
     cursor: Cursor,
+    /// The client named this life's epoch with its cursor: a cursor above
+    /// `max` is waited for (see [`Batch::read_from`]).
+    confirmed: bool,
     /// The resume point was from another epoch, not yet announced.
     reset: bool,
     progress: Arc<Progress>,
@@ -108,9 +111,11 @@ impl Feed {
                 within => within,
             },
         };
+        let confirmed = resume.is_some_and(|resume| resume.confirmed_in(log.epoch()));
         Feed {
             hub: hub.clone(),
             cursor,
+            confirmed,
             reset,
             progress: Arc::new(Progress {
                 sent: AtomicU64::new(head.end),
@@ -177,7 +182,7 @@ impl Feed {
             self.ended = Some(reason);
             return Some(FeedStep::End(reason));
         }
-        let batch = Batch::read(topic.log.as_ref(), self.cursor);
+        let batch = Batch::read_from(topic.log.as_ref(), self.cursor, self.confirmed);
         self.cursor = Cursor(batch.max);
         match batch.messages.last() {
             Some(last) => {

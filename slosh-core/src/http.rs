@@ -344,6 +344,9 @@ pub struct LongPoll {
     /// The `n` given was from another epoch and was read as 0: every answer
     /// says so (`"reset":true`).
     pub(crate) reset: bool,
+    /// The client named this life's epoch with its cursor (see
+    /// [`Batch::read_from`]).
+    pub(crate) confirmed: bool,
     pub(crate) format: Format,
     pub(crate) session: Option<SessionId>,
     pub(crate) new_session: bool,
@@ -406,7 +409,7 @@ impl LongPoll {
         if topic.is_closed() {
             return Some(self.answer(Batch::empty(0, topic.log.epoch()), now));
         }
-        let batch = Batch::read(topic.log.as_ref(), self.cursor);
+        let batch = Batch::read_from(topic.log.as_ref(), self.cursor, self.confirmed);
         let timed_out = self.deadline.is_some_and(|deadline| now >= deadline);
         let news = !batch.messages.is_empty() || batch.missed() > 0;
         if news || timed_out || self.hub.is_shutting_down() {

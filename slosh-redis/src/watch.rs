@@ -63,20 +63,23 @@ pub(crate) fn run(shared: &Weak<Shared>, commands: &Receiver<Command>) {
             con.set_read_timeout(Some(READ_TIMEOUT))?;
             Ok(con)
         });
-        let mut con = match connected {
-            Ok(con) => con,
-            Err(_) => {
-                store.up.store(false, Ordering::SeqCst);
-                drop(store);
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
+        // Any step failing (Redis down, or up but still loading its file)
+        // waits before the next try, longer each time.
+        let mut retry = |store: Arc<Shared>| {
+            store.up.store(false, Ordering::SeqCst);
+            drop(store);
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         };
-        backoff = Duration::from_millis(50);
+        let Ok(mut con) = connected else {
+            retry(store);
+            continue;
+        };
         let mut pubsub = con.as_pubsub();
         let channels: Vec<&String> = follows.keys().collect();
         if !channels.is_empty() && pubsub.subscribe(&channels).is_err() {
+            drop(pubsub);
+            retry(store);
             continue;
         }
         // Whatever was published (or lost) while we were not listening;
@@ -86,8 +89,11 @@ pub(crate) fn run(shared: &Weak<Shared>, commands: &Receiver<Command>) {
             .filter_map(Weak::upgrade)
             .all(|follow| follow.catch_up(&store).is_ok() || follow.has_ended());
         if !caught_up {
+            drop(pubsub);
+            retry(store);
             continue;
         }
+        backoff = Duration::from_millis(50);
         store.up.store(true, Ordering::SeqCst);
         drop(store);
         let mut refreshed = Instant::now();
