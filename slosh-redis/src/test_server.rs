@@ -20,6 +20,9 @@ pub struct TestRedis {
     persistent: bool,
     /// `requirepass`, when set.
     password: Option<String>,
+    /// Serving TLS only, with a certificate for `localhost` signed by the
+    /// test's own CA ([`TestRedis::ca`]).
+    tls: bool,
 }
 
 impl TestRedis {
@@ -39,11 +42,28 @@ impl TestRedis {
         TestRedis::launch_with(false, Some(password.to_string()))
     }
 
+    /// A Redis (keeping nothing on disk) that speaks TLS only: its URL is
+    /// `rediss://localhost:PORT/0`, and a client trusts it through the CA
+    /// file [`TestRedis::ca`] (as `SSL_CERT_FILE`).
+    pub fn start_tls() -> TestRedis {
+        let mut redis = TestRedis::prepare(false, None);
+        redis.tls = true;
+        redis.make_certificates();
+        redis.restart();
+        redis
+    }
+
     fn launch(persistent: bool) -> TestRedis {
         TestRedis::launch_with(persistent, None)
     }
 
     fn launch_with(persistent: bool, password: Option<String>) -> TestRedis {
+        let mut redis = TestRedis::prepare(persistent, password);
+        redis.restart();
+        redis
+    }
+
+    fn prepare(persistent: bool, password: Option<String>) -> TestRedis {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .map(|addr| addr.port())
@@ -51,19 +71,91 @@ impl TestRedis {
         let dir = std::env::temp_dir().join(format!("slosh-redis-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut redis = TestRedis {
+        TestRedis {
             child: None,
             port,
             dir,
             persistent,
             password,
-        };
-        redis.restart();
-        redis
+            tls: false,
+        }
     }
 
-    /// `redis://127.0.0.1:PORT/0`, with the password when it wants one.
+    /// The CA that signed a TLS Redis's certificate (PEM).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// A CA and a server certificate for `localhost` and 127.0.0.1, made
+    /// with the `openssl` command.
+    fn make_certificates(&self) {
+        let openssl = |args: &[&str]| {
+            let status = Command::new("openssl")
+                .args(args)
+                .current_dir(&self.dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("the openssl command");
+            assert!(status.success(), "openssl {args:?}");
+        };
+        std::fs::write(
+            self.dir.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .unwrap();
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=slosh test CA",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+    }
+
+    /// `redis://127.0.0.1:PORT/0`, with the password when it wants one
+    /// (`rediss://localhost:PORT/0` for TLS).
     pub fn url(&self) -> String {
+        if self.tls {
+            return format!("rediss://localhost:{}/0", self.port);
+        }
         match &self.password {
             Some(password) => format!("redis://:{password}@127.0.0.1:{}/0", self.port),
             None => format!("redis://127.0.0.1:{}/0", self.port),
@@ -93,8 +185,37 @@ impl TestRedis {
         } else {
             ("no", "no")
         };
+        let (plain, tls) = if self.tls {
+            ("0", port.as_str())
+        } else {
+            (port.as_str(), "0")
+        };
+        let tls_files = if self.tls {
+            vec![
+                "--tls-cert-file",
+                "server.crt",
+                "--tls-key-file",
+                "server.key",
+            ]
+            .into_iter()
+            .chain(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"])
+            .collect()
+        } else {
+            Vec::new()
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                plain,
+                "--tls-port",
+                tls,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(tls_files)
+            .current_dir(&self.dir)
             .args(["--appendonly", appendonly, "--appendfsync", fsync])
             .args(
                 self.password
@@ -111,13 +232,22 @@ impl TestRedis {
             });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.answers() {
+        while !(if self.tls {
+            self.listens()
+        } else {
+            self.answers()
+        }) {
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not start on {port}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether the TLS port takes connections (speaking TLS is the test's).
+    fn listens(&self) -> bool {
+        TcpStream::connect(("127.0.0.1", self.port)).is_ok()
     }
 
     fn answers(&self) -> bool {

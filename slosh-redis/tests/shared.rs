@@ -278,3 +278,27 @@ fn counts_and_mailbox_watchers_are_the_whole_clusters() {
     });
     sweeps.join().unwrap();
 }
+
+#[test]
+fn a_rediss_url_speaks_tls_to_a_redis_it_trusts_and_refuses_one_it_does_not() {
+    let redis = TestRedis::start_tls();
+    // Not trusted yet (the system's CAs do not know the test's): the
+    // handshake fails, and the store says it is down.
+    let untrusted = RedisStore::open(&redis.url()).unwrap();
+    assert!(!untrusted.is_up());
+    // The system store as rustls reads it: SSL_CERT_FILE names the CA.
+    std::env::set_var("SSL_CERT_FILE", redis.ca());
+    let store = RedisStore::open(&redis.url()).unwrap();
+    assert!(store.is_up(), "TLS to {}", redis.url());
+    let (a, b) = (
+        Hub::builder().store(store).build(),
+        Hub::builder()
+            .store(RedisStore::open(&redis.url()).unwrap())
+            .build(),
+    );
+    assert_eq!(a.publish("t", &1).unwrap().id, Some(1));
+    assert_eq!(
+        poll(&b, "/topics/t.json?n=0", Duration::from_secs(5))["res"],
+        json!([1])
+    );
+}
