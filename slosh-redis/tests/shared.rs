@@ -3,10 +3,13 @@
 //! or a lost topic ends it everywhere, and a Redis that goes away is a
 //! refusal, not a hang, until it comes back.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{eventually, poll};
 use serde_json::{json, Value};
-use slosh_core::{Epoch, Hub, Listener, Outcome, Request, Wake};
+use slosh_core::{Epoch, Hub};
 use slosh_redis::test_server::TestRedis;
 use slosh_redis::RedisStore;
 
@@ -23,35 +26,6 @@ fn hub(redis: &TestRedis, server: u64) -> (Hub, RedisStore) {
         .store(store.clone())
         .build();
     (hub, store)
-}
-
-/// The long-poll answer for `target`, waiting at most `within` for it.
-fn poll(hub: &Hub, target: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    match hub.handle(Request::new("GET", target), Instant::now()) {
-        Outcome::Respond(response) => serde_json::from_slice(&response.body).unwrap(),
-        Outcome::Park(mut poll) => loop {
-            match poll.poll(Instant::now()) {
-                Wake::Ready(response) => return serde_json::from_slice(&response.body).unwrap(),
-                Wake::Wait(listener) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    assert!(
-                        listener.wait_timeout(left).is_some() || Instant::now() < deadline,
-                        "no answer on {target} within {within:?}"
-                    );
-                }
-            }
-        },
-        other => panic!("{other:?}"),
-    }
-}
-
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]
@@ -277,28 +251,4 @@ fn counts_and_mailbox_watchers_are_the_whole_clusters() {
         a.info("m").is_some_and(|info| info["subscribers"] == 0)
     });
     sweeps.join().unwrap();
-}
-
-#[test]
-fn a_rediss_url_speaks_tls_to_a_redis_it_trusts_and_refuses_one_it_does_not() {
-    let redis = TestRedis::start_tls();
-    // Not trusted yet (the system's CAs do not know the test's): the
-    // handshake fails, and the store says it is down.
-    let untrusted = RedisStore::open(&redis.url()).unwrap();
-    assert!(!untrusted.is_up());
-    // The system store as rustls reads it: SSL_CERT_FILE names the CA.
-    std::env::set_var("SSL_CERT_FILE", redis.ca());
-    let store = RedisStore::open(&redis.url()).unwrap();
-    assert!(store.is_up(), "TLS to {}", redis.url());
-    let (a, b) = (
-        Hub::builder().store(store).build(),
-        Hub::builder()
-            .store(RedisStore::open(&redis.url()).unwrap())
-            .build(),
-    );
-    assert_eq!(a.publish("t", &1).unwrap().id, Some(1));
-    assert_eq!(
-        poll(&b, "/topics/t.json?n=0", Duration::from_secs(5))["res"],
-        json!([1])
-    );
 }
