@@ -522,17 +522,17 @@ impl Hub {
     /// stop reconnecting; a reset is not, so they reconnect into the new
     /// life and are told of the reset by their cursor's epoch.
     fn ended_elsewhere(&self, topic: &Arc<Topic>, deleted: bool) {
-        {
+        let removed = {
             let mut topics = self.write_topics();
-            if topics
+            let held = topics
                 .get(&topic.name)
-                .is_some_and(|held| Arc::ptr_eq(held, topic))
-            {
-                topics.remove(&topic.name);
-            }
-        }
+                .is_some_and(|held| Arc::ptr_eq(held, topic));
+            held && topics.remove(&topic.name).is_some()
+        };
         topic.end();
-        if deleted {
+        // Only when this life was the one held: a late notice about an
+        // earlier life must not mark a newer one as gone.
+        if deleted && removed {
             self.inner.gone.remember(topic.name.clone());
         }
     }

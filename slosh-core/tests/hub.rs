@@ -1365,7 +1365,8 @@ fn a_store_that_cannot_keep_a_message_is_503_and_wakes_nobody() {
 /// callback the hub gives it is kept for the test to call.
 struct Watched {
     cache: std::sync::Arc<slosh_core::MemoryLog>,
-    notify: std::sync::Arc<std::sync::Mutex<Option<slosh_core::Notify>>>,
+    /// Every life's callback, in the order the lives were made.
+    notify: std::sync::Arc<std::sync::Mutex<Vec<slosh_core::Notify>>>,
 }
 
 impl slosh_core::Log for Watched {
@@ -1394,14 +1395,14 @@ impl slosh_core::Log for Watched {
         self.cache.epoch()
     }
     fn watch(&self, notify: slosh_core::Notify) {
-        *self.notify.lock().unwrap() = Some(notify);
+        self.notify.lock().unwrap().push(notify);
     }
 }
 
 #[test]
 fn a_shared_stores_notices_wake_end_and_delete_topics() {
     use slosh_core::Change;
-    type Slot = std::sync::Arc<std::sync::Mutex<Option<slosh_core::Notify>>>;
+    type Slot = std::sync::Arc<std::sync::Mutex<Vec<slosh_core::Notify>>>;
     let caches = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let notify: Slot = std::sync::Arc::default();
     let (made, slot) = (
@@ -1421,7 +1422,12 @@ fn a_shared_stores_notices_wake_end_and_delete_topics() {
             })
             .build(),
     );
-    let tell = |change| (notify.lock().unwrap().as_ref().unwrap())(change);
+    // What the store says to the newest life, or to an earlier one.
+    let tell_life = |life: usize, change| (notify.lock().unwrap()[life])(change);
+    let tell = |change| {
+        let newest = notify.lock().unwrap().len() - 1;
+        tell_life(newest, change)
+    };
 
     // Appended elsewhere: the store has it in the cache, the notice wakes.
     let mut poll = clock.park("/topics/s.json?n=0");
@@ -1464,4 +1470,10 @@ fn a_shared_stores_notices_wake_end_and_delete_topics() {
     assert!(matches!(again.poll(clock.now), StreamStep::End(_)));
     assert!(clock.info("s").is_none());
     assert_eq!(clock.respond(reconnect()).status, 204);
+
+    // A late notice about an earlier life leaves the newest one alone.
+    let _third = open_stream(&clock, Request::new("GET", "/topics/s.sse"));
+    tell_life(1, Change::Deleted);
+    assert!(clock.info("s").is_some());
+    assert!(matches!(clock.request(reconnect()), Outcome::Stream(_)));
 }
