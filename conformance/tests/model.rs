@@ -49,7 +49,17 @@ enum Op {
 enum Kind {
     Memory,
     File(Sync),
+    /// A real Redis (one for the whole test), each case under a prefix of
+    /// its own; restarts are left out (the cluster tests restart nodes).
+    Redis,
 }
+
+/// The URL of the Redis every `Kind::Redis` case shares (started, and
+/// stopped at the end, by the test that runs them).
+static REDIS_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The next Redis case's number, for a key prefix of its own.
+static REDIS_CASES: AtomicU64 = AtomicU64::new(0);
 
 /// How a cursor names its epoch.
 #[derive(Debug, Clone, Copy)]
@@ -229,7 +239,11 @@ impl Drop for Scratch {
     }
 }
 
-fn run(kind: Kind, queue: usize, ops: Vec<Op>) {
+fn run(kind: Kind, queue: usize, mut ops: Vec<Op>) {
+    if matches!(kind, Kind::Redis) {
+        ops.retain(|op| !matches!(op, Op::Restart));
+    }
+    let prefix = format!("model{}", redis_case(kind));
     let settings = Settings {
         queue,
         poll_timeout: Some(Duration::from_secs(1)),
@@ -253,6 +267,15 @@ fn run(kind: Kind, queue: usize, ops: Vec<Op>) {
         match kind {
             Kind::Memory => builder.build(),
             Kind::File(sync) => builder.store(FileStore::open(&file, sync).unwrap()).build(),
+            Kind::Redis => {
+                let options = slosh_redis::Options {
+                    prefix: prefix.clone(),
+                    ..slosh_redis::Options::default()
+                };
+                let url = REDIS_URL.get().expect("the test started Redis");
+                let store = slosh_redis::RedisStore::with_options(url, options);
+                builder.store(store.unwrap()).build()
+            }
         }
     };
     let mut hub = build(None);
@@ -303,7 +326,13 @@ fn run(kind: Kind, queue: usize, ops: Vec<Op>) {
                 let news = expected.1 > 0;
                 match hub.handle(Request::new("GET", &target), now) {
                     Outcome::Respond(response) => {
-                        assert!(news, "answered at once with nothing to tell");
+                        assert!(
+                            news,
+                            "{target} answered at once with nothing to tell: {} (model: max {}, {:?})",
+                            String::from_utf8_lossy(&response.body),
+                            model.max(),
+                            expected
+                        );
                         expect(&response, expected);
                         let body: Value = serde_json::from_slice(&response.body).unwrap();
                         assert_eq!(body["epoch"], model.epoch().as_str());
@@ -464,6 +493,14 @@ fn run(kind: Kind, queue: usize, ops: Vec<Op>) {
     }
 }
 
+/// A number of its own for each Redis case (0 for the other kinds).
+fn redis_case(kind: Kind) -> u64 {
+    match kind {
+        Kind::Redis => REDIS_CASES.fetch_add(1, Ordering::Relaxed),
+        _ => 0,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
@@ -486,5 +523,23 @@ proptest! {
     #[test]
     fn the_hub_on_the_batched_file_store_delivers_as_the_model_says(queue in 1usize..6, ops in proptest::collection::vec(op(), 1..60)) {
         run(Kind::File(Sync::Batch), queue, ops);
+    }
+}
+
+// Each case is a store (a watcher thread, connections) on one real Redis,
+// which this test starts and stops: the same ops but restarts.
+#[test]
+fn the_hub_on_the_redis_store_delivers_as_the_model_says() {
+    let redis = slosh_redis::test_server::TestRedis::start();
+    REDIS_URL.get_or_init(|| redis.url());
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(200));
+    let cases = (1usize..6, proptest::collection::vec(op(), 1..60));
+    let result = runner.run(&cases, |(queue, ops)| {
+        run(Kind::Redis, queue, ops);
+        Ok(())
+    });
+    drop(redis);
+    if let Err(failure) = result {
+        panic!("{failure}");
     }
 }

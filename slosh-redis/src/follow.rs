@@ -94,6 +94,12 @@ impl Follow {
         }
     }
 
+    /// The hub removed the topic: this life is over here, and nothing
+    /// may read or claim for it any more (the hub needs no telling).
+    pub(crate) fn retire(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+    }
+
     /// This life is over; the hub ends the topic here, told from the
     /// watcher thread (never under the hub's lock).
     pub(crate) fn end(self: &Arc<Self>, why: Change, shared: &Shared) {
@@ -136,10 +142,18 @@ impl Follow {
     /// what was new; ends this life with a reset when Redis holds another
     /// (or lost this one).
     pub(crate) fn catch_up(self: &Arc<Self>, shared: &Shared) -> Result<(), StoreError> {
+        if self.has_ended() {
+            // Never after: its claim could bring back a deleted life.
+            return Err(StoreError("this topic's life is over".to_string()));
+        }
         let max = self.cache.max();
-        // A cache that holds nothing may claim an empty topic for its
-        // epoch; one that holds messages Redis lost may not.
-        let claim = (max == 0).then(|| self.cache.epoch());
+        // Only a tentative life (opened while Redis was unreachable) that
+        // holds nothing may claim an empty topic for its epoch. A life that
+        // Redis confirmed at its opening claimed it then: finding nothing
+        // now means the topic was deleted or lost meanwhile, and claiming
+        // again would bring a deleted life back (a catch-up racing the
+        // DELETE that ended it).
+        let claim = (max == 0 && !self.is_synced()).then(|| self.cache.epoch());
         let snapshot = shared.sync(&self.name, self.queue, max, claim)?;
         if snapshot.epoch != Some(self.cache.epoch()) || snapshot.max < max {
             self.end(Change::Reset, shared);

@@ -510,6 +510,9 @@ impl Log for RedisLog {
     }
 
     fn remove(&self, why: Removal) {
+        // Whatever the watcher still has queued for this life (its first
+        // catch-up, say) must not claim the topic again in Redis.
+        self.follow.retire();
         if why != Removal::Deleted {
             // Other servers may still hold it; its keys' time to live
             // removes it once nobody does.

@@ -150,6 +150,8 @@ fn drain(
         match command {
             Command::Stop => return Err(Stop),
             Command::Ended(follow, change) => follow.tell(change),
+            // Removed before its turn came: nothing to follow.
+            Command::Follow(follow) if follow.has_ended() => {}
             Command::Follow(follow) => {
                 let channel = Keys::of(&store.options.prefix, &follow.name).channel;
                 follows.insert(channel.clone(), Arc::downgrade(&follow));
