@@ -17,7 +17,7 @@ use crate::metrics::{Metrics, SubscriberKind};
 use crate::name::{self, TopicName};
 use crate::session::{RandomSource, Sessions};
 use crate::settings::{Mode, Settings};
-use crate::store::{Change, Log, MemoryLog, Removal, Store};
+use crate::store::{Change, Log, MemoryLog, Removal, Store, TopicInfo};
 use crate::topic::{Publishing, Subscription, Topic};
 
 /// The longest a sweeper sleeps between sweeps. Expiry rules notice changes
@@ -66,6 +66,9 @@ type Health = dyn Fn() -> Option<String> + Send + Sync;
 /// A store's [`Store::holds`].
 type Holds = dyn Fn(&TopicName) -> bool + Send + Sync;
 
+/// A store's [`Store::everywhere`].
+type Everywhere = dyn Fn() -> Vec<TopicInfo> + Send + Sync;
+
 /// Draws the epoch of each new topic life.
 pub type EpochSource = dyn Fn() -> Epoch + Send + Sync;
 
@@ -109,6 +112,8 @@ pub(crate) struct Inner {
     health: Option<Box<Health>>,
     /// The store's [`Store::holds`]; none for memory.
     holds: Option<Box<Holds>>,
+    /// The store's [`Store::everywhere`]; none for memory.
+    everywhere: Option<Box<Everywhere>>,
     /// Whether appends may block (a store was given): POSTs are then
     /// stored off the runtime thread ([`crate::Outcome::Publish`]).
     pub(crate) store_blocks: bool,
@@ -134,6 +139,8 @@ pub struct Builder {
     health: Option<Box<Health>>,
     /// The store's [`Store::holds`], for mailbox POSTs.
     holds: Option<Box<Holds>>,
+    /// The store's [`Store::everywhere`], for `/topics`.
+    everywhere: Option<Box<Everywhere>>,
     session_ids: Option<Box<RandomSource>>,
     epochs: Option<Box<EpochSource>>,
 }
@@ -232,8 +239,10 @@ impl Builder {
         self.preload = store.topics();
         let store = Arc::new(store);
         let (health, holds) = (Arc::clone(&store), Arc::clone(&store));
+        let everywhere = Arc::clone(&store);
         self.health = Some(Box::new(move || health.health()));
         self.holds = Some(Box::new(move |name: &TopicName| holds.holds(name)));
+        self.everywhere = Some(Box::new(move || everywhere.everywhere()));
         self.log_factory = Some(Box::new(move |name: &TopicName, queue, fresh| {
             store.log(name, queue, fresh)
         }));
@@ -257,6 +266,7 @@ impl Builder {
                 filter: self.filter,
                 store_blocks: self.health.is_some(),
                 holds: self.holds,
+                everywhere: self.everywhere,
                 health: self.health,
                 log_factory: self.log_factory.unwrap_or_else(|| {
                     Box::new(|_: &TopicName, queue, epoch| {
@@ -322,6 +332,7 @@ impl Hub {
             preload: Vec::new(),
             health: None,
             holds: None,
+            everywhere: None,
             session_ids: None,
             epochs: None,
         }
@@ -549,9 +560,32 @@ impl Hub {
 
     /// `{"topics":[INFO,…]}`, sorted by name so the answer is stable.
     pub fn list(&self) -> serde_json::Value {
-        let mut topics: Vec<Arc<Topic>> = self.read_topics().values().cloned().collect();
-        topics.sort_by(|a, b| a.name.cmp(&b.name));
-        let infos: Vec<serde_json::Value> = topics.iter().map(|t| t.info_json()).collect();
+        let topics: Vec<Arc<Topic>> = self.read_topics().values().cloned().collect();
+        let mut infos: Vec<(String, serde_json::Value)> = topics
+            .iter()
+            .map(|t| (t.name.as_str().to_string(), t.info_json()))
+            .collect();
+        // The topics other servers sharing the store hold and this one
+        // does not, as the store last heard of them.
+        if let Some(everywhere) = &self.inner.everywhere {
+            let here: std::collections::HashSet<String> =
+                infos.iter().map(|(name, _)| name.clone()).collect();
+            for info in everywhere() {
+                if !here.contains(&info.name) {
+                    let json = serde_json::json!({
+                        "topic": info.name,
+                        "max": info.max,
+                        "epoch": info.epoch,
+                        "buffered": info.buffered,
+                        "subscribers": info.counts.subscribers,
+                        "sessions": info.counts.sessions,
+                    });
+                    infos.push((info.name, json));
+                }
+            }
+        }
+        infos.sort_by(|a, b| a.0.cmp(&b.0));
+        let infos: Vec<serde_json::Value> = infos.into_iter().map(|(_, info)| info).collect();
         serde_json::json!({ "topics": infos })
     }
 

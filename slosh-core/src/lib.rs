@@ -187,6 +187,7 @@ pub use settings::{Mode, ServeOptions, Settings};
 pub use socket::{Socket, SocketStep};
 pub use store::{
     stamp_now, Change, Counts, Head, Log, MemoryLog, Notify, Removal, Stamp, Store, StoreError,
+    TopicInfo,
 };
 pub use stream::{Chunks, EventStream, StreamStep};
 pub use wake::Wake;

@@ -158,6 +158,29 @@ pub trait Store: Send + Sync + 'static {
         let _ = name;
         false
     }
+
+    /// Every topic the store holds for any server, as last heard (at most
+    /// a few seconds old; the first ask may find nothing yet): `/topics`
+    /// lists those this server does not hold beside its own. Empty for a
+    /// store only this server uses (its topics are all loaded).
+    fn everywhere(&self) -> Vec<TopicInfo> {
+        Vec::new()
+    }
+}
+
+/// A topic as `/topics` lists it, from a store shared by several servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Its name.
+    pub name: String,
+    /// Its epoch.
+    pub epoch: String,
+    /// Its newest id.
+    pub max: u64,
+    /// How many messages are buffered.
+    pub buffered: usize,
+    /// Its subscribers and sessions over every server.
+    pub counts: Counts,
 }
 
 /// Why a store could not keep a message; its text is told to the publisher

@@ -69,7 +69,7 @@ use std::time::Duration;
 
 use slosh_core::{
     Counts, Epoch, Head, Json, Log, MemoryLog, Message, Notify, Removal, Stamp, Store, StoreError,
-    TopicName,
+    TopicInfo, TopicName,
 };
 
 use redis::ConnectionLike;
@@ -146,6 +146,16 @@ pub(crate) struct Shared {
     /// This server's name in the topics' `nodes` hashes: random, so a
     /// restarted server is a new one (the old entry runs out).
     pub(crate) node: String,
+    /// Every topic Redis holds, as the watcher last read it, and when
+    /// `/topics` last asked (the watcher reads only while it is asked).
+    pub(crate) listing: Mutex<Listing>,
+}
+
+/// See [`Shared::listing`].
+#[derive(Default)]
+pub(crate) struct Listing {
+    pub(crate) asked: Option<std::time::Instant>,
+    pub(crate) topics: Vec<TopicInfo>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -180,6 +190,7 @@ impl RedisStore {
             up: AtomicBool::new(false),
             commands: Mutex::new(commands),
             node: node_name(),
+            listing: Mutex::new(Listing::default()),
         });
         let watched = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -253,6 +264,16 @@ impl Store for RedisStore {
 
     fn health(&self) -> Option<String> {
         (!self.is_up()).then(|| format!("Redis at {} is unreachable", self.shared.url))
+    }
+
+    fn everywhere(&self) -> Vec<TopicInfo> {
+        let mut listing = self
+            .shared
+            .listing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        listing.asked = Some(std::time::Instant::now());
+        listing.topics.clone()
     }
 
     fn holds(&self, name: &TopicName) -> bool {
@@ -346,10 +367,12 @@ impl Shared {
             scripts::SYNC
                 .key(&keys.head)
                 .key(&keys.log)
+                .key(&keys.topics)
                 .arg(after)
                 .arg(claim.as_ref().map_or("", Epoch::as_str))
                 .arg(ttl_ms(self.options.ttl))
                 .arg(queue)
+                .arg(name)
                 .invoke(con)
         })?;
         Snapshot::read(reply).ok_or_else(|| self.nonsense(name))
@@ -370,6 +393,8 @@ pub(crate) struct Keys {
     pub(crate) channel: String,
     /// The servers holding the topic, with their counts.
     pub(crate) nodes: String,
+    /// The set of every topic's name (the same for all topics).
+    pub(crate) topics: String,
 }
 
 impl Keys {
@@ -379,6 +404,7 @@ impl Keys {
             log: format!("{prefix}:{name}:log"),
             channel: format!("{prefix}:{name}:ch"),
             nodes: format!("{prefix}:{name}:nodes"),
+            topics: format!("{prefix}:@topics"),
         }
     }
 }
@@ -524,8 +550,10 @@ impl Log for RedisLog {
             scripts::DELETE
                 .key(&keys.head)
                 .key(&keys.log)
+                .key(&keys.topics)
                 .arg(epoch.as_str())
                 .arg(&keys.channel)
+                .arg(&*self.follow.name)
                 .invoke::<u64>(con)
         });
     }

@@ -9,14 +9,17 @@ use std::sync::LazyLock;
 use redis::Script;
 
 /// Claims the topic for a new life when Redis holds nothing (`ARGV[2]`,
-/// an epoch, or empty to claim nothing), refreshes the time to live
+/// an epoch, or empty to claim nothing; a claimed topic, `ARGV[5]`, joins
+/// the topics set `KEYS[3]`), refreshes the time to live
 /// (`ARGV[3]`, ms), and returns `{epoch or "", max, end, entries after
 /// ARGV[1] (at most ARGV[4])}`.
 pub(crate) static SYNC: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local head, log = KEYS[1], KEYS[2]
-if ARGV[2] ~= '' then redis.call('HSETNX', head, 'epoch', ARGV[2]) end
+if ARGV[2] ~= '' and redis.call('HSETNX', head, 'epoch', ARGV[2]) == 1 then
+  redis.call('SADD', KEYS[3], ARGV[5])
+end
 local h = redis.call('HMGET', head, 'epoch', 'max', 'end')
 if not h[1] then return {'', 0, 0, {}} end
 redis.call('PEXPIRE', head, ARGV[3])
@@ -60,13 +63,15 @@ return {'ok', id, e, redis.call('LRANGE', log, start, -1)}
     )
 });
 
-/// Deletes the topic if its epoch is still `ARGV[1]`, and announces
-/// `deleted EPOCH` on channel `ARGV[2]`; returns 1 if it did.
+/// Deletes the topic if its epoch is still `ARGV[1]` (and takes `ARGV[3]`
+/// out of the topics set `KEYS[3]`), and announces `deleted EPOCH` on
+/// channel `ARGV[2]`; returns 1 if it did.
 pub(crate) static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[3])
 redis.call('PUBLISH', ARGV[2], 'deleted ' .. ARGV[1])
 return 1
 ",
@@ -134,6 +139,40 @@ for i = 2, #all, 2 do
   if till and tonumber(till) >= now then return 1 end
 end
 return 0
+",
+    )
+});
+
+/// Every topic in the topics set `KEYS[1]` (keys under prefix `ARGV[1]`)
+/// that Redis still holds, as `{name, epoch, max, buffered, subscribers,
+/// sessions}` (counts over every server in time); members whose keys ran
+/// out are taken out of the set. It reads keys it is not given, so it
+/// needs a single Redis, not a Redis Cluster.
+pub(crate) static LIST: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local head = ARGV[1] .. ':' .. name
+  local h = redis.call('HMGET', head, 'epoch', 'max')
+  if not h[1] then
+    redis.call('SREM', KEYS[1], name)
+  else
+    local subs, sessions = 0, 0
+    local all = redis.call('HGETALL', head .. ':nodes')
+    for i = 1, #all, 2 do
+      local s, n, till = string.match(all[i + 1], '^(%d+) (%d+) (%d+)$')
+      if till and tonumber(till) >= now then
+        subs = subs + tonumber(s)
+        sessions = sessions + tonumber(n)
+      end
+    end
+    table.insert(out, {name, h[1], tonumber(h[2] or '0'), redis.call('LLEN', head .. ':log'), subs, sessions})
+  end
+end
+return out
 ",
     )
 });

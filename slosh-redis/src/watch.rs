@@ -112,6 +112,7 @@ pub(crate) fn run(shared: &Weak<Shared>, commands: &Receiver<Command>) {
             }
             if told.elapsed() >= PRESENCE_EVERY {
                 presence(&store, &follows);
+                list(&store);
                 told = Instant::now();
             }
             if refreshed.elapsed() >= store.options.ttl / 4 {
@@ -268,5 +269,49 @@ fn presence(store: &Shared, follows: &Follows) {
                 },
             );
         }
+    }
+}
+
+/// How long after `/topics` last asked the watcher keeps its list fresh.
+const LISTED_FOR: Duration = Duration::from_secs(30);
+
+/// Reads every topic Redis holds, for `/topics`, while it is asked for.
+fn list(store: &Shared) {
+    let asked = store
+        .listing
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .asked;
+    if asked.is_none_or(|at| at.elapsed() >= LISTED_FOR) {
+        return;
+    }
+    let set = Keys::of(&store.options.prefix, "").topics;
+    let read = store.command(|con| {
+        crate::scripts::LIST
+            .key(&set)
+            .arg(&store.options.prefix)
+            .invoke::<Vec<(String, String, u64, usize, usize, usize)>>(con)
+    });
+    if let Ok(rows) = read {
+        let topics = rows
+            .into_iter()
+            .map(
+                |(name, epoch, max, buffered, subscribers, sessions)| slosh_core::TopicInfo {
+                    name,
+                    epoch,
+                    max,
+                    buffered,
+                    counts: Counts {
+                        subscribers,
+                        sessions,
+                    },
+                },
+            )
+            .collect();
+        store
+            .listing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .topics = topics;
     }
 }

@@ -252,3 +252,40 @@ fn counts_and_mailbox_watchers_are_the_whole_clusters() {
     });
     sweeps.join().unwrap();
 }
+
+#[test]
+fn topics_lists_what_every_server_holds() {
+    let redis = TestRedis::start();
+    let (a, _) = hub(&redis, 1);
+    let (b, _) = hub(&redis, 2);
+    a.publish("x", &1).unwrap();
+    a.publish("x", &2).unwrap();
+    a.publish("y", &3).unwrap();
+    b.publish("z", &4).unwrap();
+    // B holds only z, and lists x and y from Redis (within a second or two
+    // of being asked), with A's figures and epochs.
+    let names = |hub: &Hub| -> Vec<(String, Value)> {
+        hub.list()["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|info| {
+                (
+                    info["topic"].as_str().unwrap().to_string(),
+                    info["max"].clone(),
+                )
+            })
+            .collect()
+    };
+    let all = vec![
+        ("x".to_string(), json!(2)),
+        ("y".to_string(), json!(1)),
+        ("z".to_string(), json!(1)),
+    ];
+    eventually("B lists every topic", || names(&b) == all);
+    let x = b.list()["topics"][0].clone();
+    assert_eq!(x["epoch"], a.info("x").unwrap()["epoch"]);
+    assert!(b.info("x").is_none(), "listed, not opened");
+    assert!(a.delete("x"));
+    eventually("B no longer lists x", || names(&b) == all[1..]);
+}
