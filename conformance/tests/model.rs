@@ -373,7 +373,28 @@ fn run(kind: Kind, queue: usize, mut ops: Vec<Op>) {
                     other => panic!("a .json poll answers or parks, got {other:?}"),
                 };
                 expect(&response, expected);
-                match response.header("Set-Cookie") {
+                let set_cookies = || {
+                    response
+                        .headers
+                        .iter()
+                        .filter(|(name, _)| name.eq_ignore_ascii_case("Set-Cookie"))
+                        .map(|(_, value)| value.to_string())
+                };
+                // A shared store also hands out the client's place (which
+                // this client does not send back: its session alone is
+                // under test here).
+                let place = set_cookies().find(|set| set.starts_with("slosh_cursor_t="));
+                match kind {
+                    Kind::Redis => {
+                        let want = format!("slosh_cursor_t={}@{}", model.max(), model.epoch());
+                        assert!(place.is_some_and(|set| set.starts_with(&want)), "{want}");
+                    }
+                    _ => assert_eq!(place, None),
+                }
+                match set_cookies()
+                    .find(|set| set.starts_with("slosh_session="))
+                    .as_deref()
+                {
                     Some(set) => {
                         assert!(!known, "a known session is not set again");
                         let cookie = set.split(';').next().unwrap().to_string();

@@ -184,10 +184,19 @@ impl Hub {
         format: Format,
         now: Instant,
     ) -> Result<Outcome, Error> {
-        let n = request.cursor_param()?;
+        let explicit = request.cursor_param()?;
         if self.is_shutting_down() {
             return Err(Error::ShuttingDown);
         }
+        // On a store shared by several servers, a session client's place
+        // travels in its cursor cookie, since the server it reaches may not
+        // know its session; it is no more trusted than `n`, which the
+        // client could send as well.
+        let cursor_cookie = self.inner.shared_store && explicit.is_none();
+        let n = match (explicit, cursor_cookie) {
+            (None, true) => session::find_cursor(&request.cookies, name),
+            (n, _) => n,
+        };
         let subscription = self.subscribe(name, SubscriberKind::LongPoll)?;
         let cookie = session::find_cookie(&request.cookies);
         let epoch = subscription.topic().log.epoch();
@@ -206,6 +215,7 @@ impl Hub {
             cursor: begun.cursor,
             reset,
             confirmed,
+            cursor_cookie,
             format,
             session: begun.session,
             new_session: begun.new,

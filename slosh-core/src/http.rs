@@ -347,6 +347,8 @@ pub struct LongPoll {
     /// The client named this life's epoch with its cursor (see
     /// [`Batch::read_from`]).
     pub(crate) confirmed: bool,
+    /// Answer with the cursor cookie (a session client on a shared store).
+    pub(crate) cursor_cookie: bool,
     pub(crate) format: Format,
     pub(crate) session: Option<SessionId>,
     pub(crate) new_session: bool,
@@ -438,6 +440,15 @@ impl LongPoll {
             response
                 .headers
                 .push(("Set-Cookie", id.set_cookie().into()));
+        }
+        if self.cursor_cookie {
+            let cookie = crate::session::set_cursor_cookie(
+                self.topic().name.as_str(),
+                batch.max,
+                batch.epoch,
+                self.hub.inner.settings.session_timeout,
+            );
+            response.headers.push(("Set-Cookie", cookie.into()));
         }
         if let Some(allowed) = &self.cors {
             add_cors(&mut response, allowed);

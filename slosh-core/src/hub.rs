@@ -114,6 +114,8 @@ pub(crate) struct Inner {
     holds: Option<Box<Holds>>,
     /// The store's [`Store::everywhere`]; none for memory.
     everywhere: Option<Box<Everywhere>>,
+    /// Whether the store is shared by several servers ([`Store::shared`]).
+    pub(crate) shared_store: bool,
     /// Whether appends may block (a store was given): POSTs are then
     /// stored off the runtime thread ([`crate::Outcome::Publish`]).
     pub(crate) store_blocks: bool,
@@ -141,6 +143,8 @@ pub struct Builder {
     holds: Option<Box<Holds>>,
     /// The store's [`Store::everywhere`], for `/topics`.
     everywhere: Option<Box<Everywhere>>,
+    /// The store's [`Store::shared`].
+    shared_store: bool,
     session_ids: Option<Box<RandomSource>>,
     epochs: Option<Box<EpochSource>>,
 }
@@ -242,6 +246,7 @@ impl Builder {
         let everywhere = Arc::clone(&store);
         self.health = Some(Box::new(move || health.health()));
         self.holds = Some(Box::new(move |name: &TopicName| holds.holds(name)));
+        self.shared_store = store.shared();
         self.everywhere = Some(Box::new(move || everywhere.everywhere()));
         self.log_factory = Some(Box::new(move |name: &TopicName, queue, fresh| {
             store.log(name, queue, fresh)
@@ -267,6 +272,7 @@ impl Builder {
                 store_blocks: self.health.is_some(),
                 holds: self.holds,
                 everywhere: self.everywhere,
+                shared_store: self.shared_store,
                 health: self.health,
                 log_factory: self.log_factory.unwrap_or_else(|| {
                     Box::new(|_: &TopicName, queue, epoch| {
@@ -333,6 +339,7 @@ impl Hub {
             health: None,
             holds: None,
             everywhere: None,
+            shared_store: false,
             session_ids: None,
             epochs: None,
         }

@@ -60,12 +60,51 @@ impl SessionId {
 
 /// Finds our cookie among `Cookie` headers (`a=1; slosh_session=…`).
 pub(crate) fn find_cookie<'a>(headers: &[&'a str]) -> Option<&'a str> {
+    find_named(headers, COOKIE)
+}
+
+/// The value of cookie `wanted` among `Cookie` headers.
+fn find_named<'a>(headers: &[&'a str], wanted: &str) -> Option<&'a str> {
     headers
         .iter()
         .flat_map(|header| header.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.trim().trim_matches('"'))
+}
+
+/// The cursor cookie's name for `topic`: one per topic, so a page polling
+/// several topics keeps a place in each.
+fn cursor_cookie_name(topic: &str) -> String {
+    format!("{CURSOR_COOKIE}{topic}")
+}
+
+/// The prefix of the cursor cookies, which a hub on a store shared by
+/// several servers sets on every session long-poll answer: the client's
+/// place (`N@EPOCH`) travels with it to whichever server it reaches next.
+pub(crate) const CURSOR_COOKIE: &str = "slosh_cursor_";
+
+/// The place the client's cursor cookie for `topic` names; `None` when it
+/// has none (or one that is not ours: it is ignored, not refused).
+pub(crate) fn find_cursor(headers: &[&str], topic: &str) -> Option<crate::cursor::Resume> {
+    find_named(headers, &cursor_cookie_name(topic))
+        .and_then(|value| crate::cursor::Resume::parse(value).ok())
+}
+
+/// The `Set-Cookie` value of the cursor cookie for `topic` at `max` of
+/// `epoch`, living as long as an idle session (`timeout`).
+pub(crate) fn set_cursor_cookie(
+    topic: &str,
+    max: u64,
+    epoch: crate::epoch::Epoch,
+    timeout: std::time::Duration,
+) -> String {
+    format!(
+        "{}={max}@{}; Path=/topics; Max-Age={}; HttpOnly; SameSite=Lax",
+        cursor_cookie_name(topic),
+        epoch.as_str(),
+        timeout.as_secs().max(1)
+    )
 }
 
 struct Session {

@@ -166,6 +166,13 @@ pub trait Store: Send + Sync + 'static {
     fn everywhere(&self) -> Vec<TopicInfo> {
         Vec::new()
     }
+
+    /// Whether other servers share this store (a client may reach any of
+    /// them): long-poll answers then carry the client's place in a cursor
+    /// cookie, as the next server may not know its session.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// A topic as `/topics` lists it, from a store shared by several servers.

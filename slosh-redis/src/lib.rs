@@ -266,6 +266,10 @@ impl Store for RedisStore {
         (!self.is_up()).then(|| format!("Redis at {} is unreachable", self.shared.url))
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn everywhere(&self) -> Vec<TopicInfo> {
         let mut listing = self
             .shared

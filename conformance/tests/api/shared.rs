@@ -196,3 +196,75 @@ async fn a_store_that_stalls_on_one_topic_holds_up_no_other() {
         .unwrap();
     assert!(answer.ends_with(r#"{"ok":true,"id":1}"#), "{answer}");
 }
+
+/// The `Cookie` header a browser would send after `answer`, on top of the
+/// cookies it had (`jar`): every `Set-Cookie` of the answer replaces the
+/// cookie of the same name.
+fn keep_cookies(jar: &mut Vec<(String, String)>, answer: &super::helpers::Answer) {
+    for (name, value) in &answer.headers {
+        if !name.eq_ignore_ascii_case("Set-Cookie") {
+            continue;
+        }
+        let pair = value.split(';').next().unwrap_or("");
+        if let Some((name, value)) = pair.split_once('=') {
+            jar.retain(|(kept, _)| kept != name);
+            jar.push((name.to_string(), value.to_string()));
+        }
+    }
+}
+
+fn cookie_header(jar: &[(String, String)]) -> String {
+    jar.iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[tokio::test]
+async fn a_session_client_keeps_its_place_on_whichever_server_it_reaches() {
+    let redis = TestRedis::start();
+    let (a, _) = spawn(&redis).await;
+    let (b, _) = spawn(&redis).await;
+    let mut jar = Vec::new();
+    let poll = |app: &App, jar: &[(String, String)]| {
+        let (cookie, addr) = (cookie_header(jar), app.addr);
+        async move {
+            let headers: Vec<(&str, &str)> = if cookie.is_empty() {
+                Vec::new()
+            } else {
+                vec![("Cookie", cookie.as_str())]
+            };
+            super::helpers::Client { addr }
+                .send("GET", "/topics/s.json", &headers, b"")
+                .await
+        }
+    };
+    // A new client on A starts at max (nothing yet) and gets 1, published
+    // on B, with its session cookie and its place.
+    assert_eq!(a.post_json("s", "0").await.status, 200);
+    let waiting = tokio::spawn(poll(&a, &jar));
+    a.wait_for_subscribers("s", 1).await;
+    assert_eq!(b.post_json("s", "1").await.status, 200);
+    let first = waiting.await.unwrap();
+    assert_eq!(first.json()["res"], json!([1]));
+    keep_cookies(&mut jar, &first);
+    assert!(
+        jar.iter()
+            .any(|(name, value)| name == "slosh_cursor_s" && value.starts_with("2@")),
+        "{jar:?}"
+    );
+
+    // 2 is published while the client is between polls; its next poll
+    // reaches B, which never saw its session: it still gets 2, not
+    // "a new client starting at max".
+    assert_eq!(a.post_json("s", "2").await.status, 200);
+    let second = poll(&b, &jar).await;
+    assert_eq!(second.json()["res"], json!([2]), "{}", second.body);
+    keep_cookies(&mut jar, &second);
+
+    // Back on A, whose session says 1: the cookie's place (3) wins, so
+    // nothing is sent twice.
+    assert_eq!(b.post_json("s", "3").await.status, 200);
+    let third = poll(&a, &jar).await;
+    assert_eq!(third.json()["res"], json!([3]), "{}", third.body);
+}
