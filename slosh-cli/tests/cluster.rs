@@ -6,6 +6,8 @@
 //! subscriber moving nodes with `Last-Event-ID`, a node killed with
 //! `kill -9` and restarted, and Redis stopped for 5 s and restarted.
 
+mod restart;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -67,17 +69,11 @@ impl Node {
     }
 
     fn restart(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_slosh-cli"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_slosh-cli"));
+        command
             .args(["serve", "--bind", &self.addr(), "--store", &self.redis])
-            .args(["--heartbeat", "1s", "--poll-timeout", "2s"])
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut log = BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        log.read_line(&mut first).unwrap();
-        assert!(first.contains("slosh listening"), "{first}");
+            .args(["--heartbeat", "1s", "--poll-timeout", "2s"]);
+        let (child, _, mut log) = restart::spawn_listening(&mut command);
         std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
         self.child = Some(child);
     }

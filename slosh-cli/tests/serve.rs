@@ -1,5 +1,7 @@
 //! The `slosh-cli serve` binary as a user runs it: flags, log lines, signals.
 
+mod restart;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -19,26 +21,16 @@ fn send(addr: &str, request: &str) -> String {
 
 #[test]
 fn serve_logs_its_start_never_a_body_and_exits_0_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slosh-cli"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_slosh-cli"));
+    command
         .args(["serve", "--bind", "127.0.0.1:0", "--queue", "7"])
-        .env("RUST_LOG", "info")
-        .env("SLOSH_MAX_TOPICS", "5")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    log.read_line(&mut first).unwrap();
-    assert!(first.contains("slosh listening"), "{first}");
+        .env("SLOSH_MAX_TOPICS", "5");
+    let (mut child, first, mut log) = restart::spawn_listening(&mut command);
     assert!(
         first.contains("queue=7") && first.contains("max_topics=5"),
         "flags and env reach the hub: {first}"
     );
-    let addr = first
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("address="))
-        .unwrap()
-        .to_string();
+    let addr = restart::address_in(&first);
 
     let secret = "x=a-message-body-that-must-not-be-logged";
     let answer = send(

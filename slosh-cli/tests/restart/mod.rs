@@ -2,7 +2,9 @@
 //! restarted cleanly or killed with `kill -9`: the checks behind
 //! `slosh-cli/tests/store.rs` (the hyper frontend, `slosh-cli serve`) and
 //! `slosh-actix/tests/store.rs` (the actix `live_form` example), which
-//! include this module by path. Each takes the binary to run.
+//! include this module by path. Each takes the binary to run. Also how
+//! every test here starts a server process and learns its address
+//! ([`spawn_listening`]; `serve.rs` and `cluster.rs` use it too).
 
 // Each including test uses the part it needs.
 #![allow(dead_code)]
@@ -10,7 +12,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,9 +39,35 @@ impl Drop for Dir {
     }
 }
 
+/// Starts `command` (a slosh server) with `RUST_LOG=info` and its log
+/// piped, and waits for the log's first line, `slosh listening …`: the
+/// child, that line, and the rest of the log (read it, or the server
+/// blocks on a full pipe).
+pub fn spawn_listening(command: &mut Command) -> (Child, String, BufReader<ChildStderr>) {
+    let mut child = command
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    log.read_line(&mut first).unwrap();
+    assert!(first.contains("slosh listening"), "{first}");
+    (child, first, log)
+}
+
+/// The `address=` of a `slosh listening` line.
+pub fn address_in(line: &str) -> String {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix("address="))
+        .unwrap()
+        .to_string()
+}
+
 /// `bin serve` on a free port over the store `file`; its address.
 fn serve(bin: &Path, file: &Path, sync: &str) -> (Child, String) {
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .args([
             "serve",
             "--bind",
@@ -50,20 +78,9 @@ fn serve(bin: &Path, file: &Path, sync: &str) -> (Child, String) {
             sync,
         ])
         .arg("--store")
-        .arg(format!("file:{}", file.display()))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    log.read_line(&mut first).unwrap();
-    assert!(first.contains("slosh listening"), "{first}");
-    let addr = first
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("address="))
-        .unwrap()
-        .to_string();
+        .arg(format!("file:{}", file.display()));
+    let (child, first, mut log) = spawn_listening(&mut command);
+    let addr = address_in(&first);
     // Keep reading the log so the server never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
     (child, addr)
