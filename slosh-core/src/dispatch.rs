@@ -119,7 +119,7 @@ impl Hub {
                 ("POST", _) => {
                     self.authorize(request)?;
                     let json = self.publish_body(request)?;
-                    if self.inner.store_blocks {
+                    if self.inner.store.is_some() {
                         return Ok(Outcome::Publish(Publish {
                             hub: self.clone(),
                             topic: name.to_string(),
@@ -192,7 +192,12 @@ impl Hub {
         // travels in its cursor cookie, since the server it reaches may not
         // know its session; it is no more trusted than `n`, which the
         // client could send as well.
-        let cursor_cookie = self.inner.shared_store && explicit.is_none();
+        let shared = self
+            .inner
+            .store
+            .as_ref()
+            .is_some_and(|store| store.shared());
+        let cursor_cookie = shared && explicit.is_none();
         let n = match (explicit, cursor_cookie) {
             (None, true) => session::find_cursor(&request.cookies, name),
             (n, _) => n,

@@ -60,15 +60,6 @@ where
 /// fresh one, so cursors stay valid across restarts.
 pub type LogFactory = dyn Fn(&TopicName, usize, Epoch) -> Box<dyn Log> + Send + Sync;
 
-/// A store's [`Store::health`].
-type Health = dyn Fn() -> Option<String> + Send + Sync;
-
-/// A store's [`Store::holds`].
-type Holds = dyn Fn(&TopicName) -> bool + Send + Sync;
-
-/// A store's [`Store::everywhere`].
-type Everywhere = dyn Fn() -> Vec<TopicInfo> + Send + Sync;
-
 /// Draws the epoch of each new topic life.
 pub type EpochSource = dyn Fn() -> Epoch + Send + Sync;
 
@@ -108,17 +99,11 @@ pub(crate) struct Inner {
     pub(crate) sessions: Sessions,
     filter: Option<Box<dyn Filter>>,
     log_factory: Box<LogFactory>,
-    /// The store's [`Store::health`]; none for memory.
-    health: Option<Box<Health>>,
-    /// The store's [`Store::holds`]; none for memory.
-    holds: Option<Box<Holds>>,
-    /// The store's [`Store::everywhere`]; none for memory.
-    everywhere: Option<Box<Everywhere>>,
-    /// Whether the store is shared by several servers ([`Store::shared`]).
-    pub(crate) shared_store: bool,
-    /// Whether appends may block (a store was given): POSTs are then
-    /// stored off the runtime thread ([`crate::Outcome::Publish`]).
-    pub(crate) store_blocks: bool,
+    /// The store the logs come from, asked for its health, the topics it
+    /// holds elsewhere and whether it is shared; none for memory, whose
+    /// appends never block (a hub on a store stores POSTs off the runtime
+    /// thread, [`crate::Outcome::Publish`]).
+    pub(crate) store: Option<Arc<dyn Store>>,
     epochs: Box<EpochSource>,
     pub(crate) metrics: Arc<Metrics>,
     /// Subscribers over all topics, against `max_subscribers_total`.
@@ -137,14 +122,8 @@ pub struct Builder {
     log_factory: Option<Box<LogFactory>>,
     /// Topics to load at build: what the store holds.
     preload: Vec<TopicName>,
-    /// The store's [`Store::health`], for `/healthz`.
-    health: Option<Box<Health>>,
-    /// The store's [`Store::holds`], for mailbox POSTs.
-    holds: Option<Box<Holds>>,
-    /// The store's [`Store::everywhere`], for `/topics`.
-    everywhere: Option<Box<Everywhere>>,
-    /// The store's [`Store::shared`].
-    shared_store: bool,
+    /// The store given to [`Builder::store`].
+    store: Option<Arc<dyn Store>>,
     session_ids: Option<Box<RandomSource>>,
     epochs: Option<Box<EpochSource>>,
 }
@@ -241,13 +220,8 @@ impl Builder {
     /// it holds when the hub is built (up to `max_topics`).
     pub fn store(mut self, store: impl Store) -> Builder {
         self.preload = store.topics();
-        let store = Arc::new(store);
-        let (health, holds) = (Arc::clone(&store), Arc::clone(&store));
-        let everywhere = Arc::clone(&store);
-        self.health = Some(Box::new(move || health.health()));
-        self.holds = Some(Box::new(move |name: &TopicName| holds.holds(name)));
-        self.shared_store = store.shared();
-        self.everywhere = Some(Box::new(move || everywhere.everywhere()));
+        let store: Arc<dyn Store> = Arc::new(store);
+        self.store = Some(Arc::clone(&store));
         self.log_factory = Some(Box::new(move |name: &TopicName, queue, fresh| {
             store.log(name, queue, fresh)
         }));
@@ -269,11 +243,7 @@ impl Builder {
                 settings,
                 topics: RwLock::new(HashMap::new()),
                 filter: self.filter,
-                store_blocks: self.health.is_some(),
-                holds: self.holds,
-                everywhere: self.everywhere,
-                shared_store: self.shared_store,
-                health: self.health,
+                store: self.store,
                 log_factory: self.log_factory.unwrap_or_else(|| {
                     Box::new(|_: &TopicName, queue, epoch| {
                         Box::new(MemoryLog::new(queue, epoch)) as Box<dyn Log>
@@ -336,10 +306,7 @@ impl Hub {
             filter: None,
             log_factory: None,
             preload: Vec::new(),
-            health: None,
-            holds: None,
-            everywhere: None,
-            shared_store: false,
+            store: None,
             session_ids: None,
             epochs: None,
         }
@@ -442,8 +409,8 @@ impl Hub {
 
     /// Whether another server sharing the store holds `name` ([`Store::holds`]).
     fn held_elsewhere(&self, name: &str) -> bool {
-        match (&self.inner.holds, TopicName::parse(name)) {
-            (Some(holds), Ok(name)) => holds(&name),
+        match (&self.inner.store, TopicName::parse(name)) {
+            (Some(store), Ok(name)) => store.holds(&name),
             _ => false,
         }
     }
@@ -562,37 +529,27 @@ impl Hub {
 
     /// The `.info` object of one topic, `None` if it does not exist.
     pub fn info(&self, name: &str) -> Option<serde_json::Value> {
-        self.find(name).map(|topic| topic.info_json())
+        self.find(name).map(|topic| topic.info().to_json())
     }
 
     /// `{"topics":[INFO,…]}`, sorted by name so the answer is stable.
     pub fn list(&self) -> serde_json::Value {
         let topics: Vec<Arc<Topic>> = self.read_topics().values().cloned().collect();
-        let mut infos: Vec<(String, serde_json::Value)> = topics
-            .iter()
-            .map(|t| (t.name.as_str().to_string(), t.info_json()))
-            .collect();
+        let mut infos: Vec<TopicInfo> = topics.iter().map(|t| t.info()).collect();
         // The topics other servers sharing the store hold and this one
         // does not, as the store last heard of them.
-        if let Some(everywhere) = &self.inner.everywhere {
+        if let Some(store) = &self.inner.store {
             let here: std::collections::HashSet<String> =
-                infos.iter().map(|(name, _)| name.clone()).collect();
-            for info in everywhere() {
-                if !here.contains(&info.name) {
-                    let json = serde_json::json!({
-                        "topic": info.name,
-                        "max": info.max,
-                        "epoch": info.epoch,
-                        "buffered": info.buffered,
-                        "subscribers": info.counts.subscribers,
-                        "sessions": info.counts.sessions,
-                    });
-                    infos.push((info.name, json));
-                }
-            }
+                infos.iter().map(|info| info.name.clone()).collect();
+            infos.extend(
+                store
+                    .everywhere()
+                    .into_iter()
+                    .filter(|info| !here.contains(&info.name)),
+            );
         }
-        infos.sort_by(|a, b| a.0.cmp(&b.0));
-        let infos: Vec<serde_json::Value> = infos.into_iter().map(|(_, info)| info).collect();
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        let infos: Vec<serde_json::Value> = infos.iter().map(TopicInfo::to_json).collect();
         serde_json::json!({ "topics": infos })
     }
 
@@ -660,7 +617,7 @@ impl Hub {
     /// Why the store cannot keep messages now, `None` when it can (see
     /// [`Store::health`]).
     pub fn store_health(&self) -> Option<String> {
-        self.inner.health.as_ref().and_then(|health| health())
+        self.inner.store.as_ref().and_then(|store| store.health())
     }
 
     /// Live sessions now.

@@ -175,7 +175,8 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
-/// A topic as `/topics` lists it, from a store shared by several servers.
+/// A topic as `.info` and `/topics` show it: one this server holds, or
+/// one a store shared by several servers holds for another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
     /// Its name.
@@ -188,6 +189,20 @@ pub struct TopicInfo {
     pub buffered: usize,
     /// Its subscribers and sessions over every server.
     pub counts: Counts,
+}
+
+impl TopicInfo {
+    /// The `.info` object (also each item of `/topics`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "topic": self.name,
+            "max": self.max,
+            "epoch": self.epoch,
+            "buffered": self.buffered,
+            "subscribers": self.counts.subscribers,
+            "sessions": self.counts.sessions,
+        })
+    }
 }
 
 /// Why a store could not keep a message; its text is told to the publisher

@@ -12,7 +12,7 @@ use crate::message::{Json, Message};
 use crate::metrics::{Metrics, SubscriberKind};
 use crate::name::TopicName;
 use crate::settings::{Mode, Settings};
-use crate::store::{Counts, Log, Removal};
+use crate::store::{Counts, Log, Removal, TopicInfo};
 
 /// One topic.
 ///
@@ -140,17 +140,19 @@ impl Topic {
         }
     }
 
-    /// The `.info` object: counts over every server sharing the store.
-    pub(crate) fn info_json(&self) -> serde_json::Value {
+    /// What `.info` shows: counts over every server sharing the store.
+    pub(crate) fn info(&self) -> TopicInfo {
         let (here, elsewhere) = (self.counts(), self.log.elsewhere());
-        serde_json::json!({
-            "topic": self.name.as_str(),
-            "max": self.log.max(),
-            "epoch": self.log.epoch().as_str(),
-            "buffered": self.log.buffered(),
-            "subscribers": here.subscribers + elsewhere.subscribers,
-            "sessions": here.sessions + elsewhere.sessions,
-        })
+        TopicInfo {
+            name: self.name.as_str().to_string(),
+            epoch: self.log.epoch().as_str().to_string(),
+            max: self.log.max(),
+            buffered: self.log.buffered(),
+            counts: Counts {
+                subscribers: here.subscribers + elsewhere.subscribers,
+                sessions: here.sessions + elsewhere.sessions,
+            },
+        }
     }
 }
 
