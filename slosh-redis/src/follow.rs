@@ -8,12 +8,14 @@ use slosh_core::{Change, Counts, Log, MemoryLog, Notify, StoreError};
 
 use crate::entry::Entry;
 use crate::watch::Command;
-use crate::Shared;
+use crate::{Keys, Shared};
 
 /// A topic followed from Redis, shared by its [`RedisLog`](crate::RedisLog)
 /// and the watcher.
 pub(crate) struct Follow {
     pub(crate) name: Arc<str>,
+    /// Its keys and channel, made once rather than at every append.
+    pub(crate) keys: Keys,
     pub(crate) queue: usize,
     /// Every read is served from here; it only ever takes the next id.
     pub(crate) cache: MemoryLog,
@@ -38,9 +40,16 @@ pub(crate) struct Follow {
 pub(crate) struct Gap;
 
 impl Follow {
-    pub(crate) fn new(name: &str, queue: usize, cache: MemoryLog, synced: bool) -> Follow {
+    pub(crate) fn new(
+        prefix: &str,
+        name: &str,
+        queue: usize,
+        cache: MemoryLog,
+        synced: bool,
+    ) -> Follow {
         Follow {
             name: Arc::from(name),
+            keys: Keys::of(prefix, name),
             queue,
             cache,
             synced: AtomicBool::new(synced),

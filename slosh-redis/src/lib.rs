@@ -241,7 +241,8 @@ impl RedisStore {
             // Redis holds (and ends it with a reset if that is another).
             _ => (MemoryLog::new(queue, fresh), false),
         };
-        let follow = Arc::new(Follow::new(name.as_str(), queue, cache, synced));
+        let prefix = &self.shared.options.prefix;
+        let follow = Arc::new(Follow::new(prefix, name.as_str(), queue, cache, synced));
         self.shared.tell(Command::Follow(Arc::clone(&follow)));
         RedisLog {
             follow,
@@ -468,7 +469,7 @@ impl Log for RedisLog {
         if !follow.is_synced() {
             follow.catch_up(&self.shared)?;
         }
-        let keys = Keys::of(&self.shared.options.prefix, &follow.name);
+        let keys = &follow.keys;
         let epoch = follow.cache.epoch();
         let reply: (String, u64, u64, Vec<String>) = self.shared.command(|con| {
             scripts::APPEND
@@ -524,7 +525,7 @@ impl Log for RedisLog {
             // Every server holding the topic trims Redis too; the script
             // is idempotent, and a failure leaves rows that a later sweep
             // (here or elsewhere) drops.
-            let keys = Keys::of(&self.shared.options.prefix, &self.follow.name);
+            let keys = &self.follow.keys;
             let _ = self.shared.command(|con| {
                 scripts::EXPIRE
                     .key(&keys.log)
@@ -548,7 +549,7 @@ impl Log for RedisLog {
             // removes it once nobody does.
             return;
         }
-        let keys = Keys::of(&self.shared.options.prefix, &self.follow.name);
+        let keys = &self.follow.keys;
         let epoch = self.follow.cache.epoch();
         let _ = self.shared.command(|con| {
             scripts::DELETE

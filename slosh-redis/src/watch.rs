@@ -154,7 +154,7 @@ fn drain(
             // Removed before its turn came: nothing to follow.
             Command::Follow(follow) if follow.has_ended() => {}
             Command::Follow(follow) => {
-                let channel = Keys::of(&store.options.prefix, &follow.name).channel;
+                let channel = follow.keys.channel.clone();
                 follows.insert(channel.clone(), Arc::downgrade(&follow));
                 if let Some(pubsub) = pubsub.as_deref_mut() {
                     if pubsub.subscribe(&channel).is_err() {
@@ -225,7 +225,7 @@ fn refresh(store: &Shared, follows: &Follows) {
     let ttl = crate::ttl_ms(store.options.ttl);
     let mut pipe = redis::pipe();
     for follow in follows.values().filter_map(Weak::upgrade) {
-        let keys = Keys::of(&store.options.prefix, &follow.name);
+        let keys = &follow.keys;
         pipe.cmd("PEXPIRE").arg(&keys.head).arg(ttl).ignore();
         pipe.cmd("PEXPIRE").arg(&keys.log).arg(ttl).ignore();
     }
@@ -243,7 +243,7 @@ fn presence(store: &Shared, follows: &Follows) {
     let mut pipe = redis::pipe();
     for follow in &held {
         let here = Follow::read(&follow.here);
-        let keys = Keys::of(&store.options.prefix, &follow.name);
+        let keys = &follow.keys;
         let script = &*crate::scripts::PRESENCE;
         // EVALSHA in a pipeline cannot fall back to EVAL: load it first.
         pipe.cmd("EVALSHA")
