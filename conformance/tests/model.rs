@@ -191,6 +191,21 @@ impl Model {
     }
 }
 
+/// `request` handled as a frontend does: an [`Outcome::Open`] is run (here
+/// on the calling thread) and the request handled again.
+fn handle(hub: &Hub, request: Request<'_>, now: Instant) -> Outcome {
+    match hub.handle(request.clone(), now) {
+        Outcome::Open(open) => {
+            open.run();
+            let mut again = request;
+            again.opened = true;
+            again.body = slosh_core::Body::Empty;
+            hub.handle(again, now)
+        }
+        outcome => outcome,
+    }
+}
+
 fn parse(response: &Response) -> (u64, u64, Vec<i64>) {
     let body: Value = serde_json::from_slice(&response.body).unwrap();
     assert!(
@@ -324,7 +339,7 @@ fn run(kind: Kind, queue: usize, mut ops: Vec<Op>) {
                 };
                 // Nothing to deliver and nothing missed: the poll waits.
                 let news = expected.1 > 0;
-                match hub.handle(Request::new("GET", &target), now) {
+                match handle(&hub, Request::new("GET", &target), now) {
                     Outcome::Respond(response) => {
                         assert!(
                             news,
@@ -357,7 +372,7 @@ fn run(kind: Kind, queue: usize, mut ops: Vec<Op>) {
                 };
                 let expected = model.batch(cursor);
                 let news = expected.1 > 0;
-                let response = match hub.handle(request, now) {
+                let response = match handle(&hub, request, now) {
                     Outcome::Respond(response) => {
                         assert!(news, "answered at once with nothing to tell");
                         response
@@ -449,7 +464,7 @@ fn run(kind: Kind, queue: usize, mut ops: Vec<Op>) {
                 }
                 // A topic that only lived in the hub is no more; a stored
                 // one is listed at once.
-                let listed = match hub.handle(Request::new("GET", "/topics"), now) {
+                let listed = match handle(&hub, Request::new("GET", "/topics"), now) {
                     Outcome::Respond(response) => {
                         let body: Value = serde_json::from_slice(&response.body).unwrap();
                         body.to_string().contains("\"t\"")
@@ -469,7 +484,7 @@ fn run(kind: Kind, queue: usize, mut ops: Vec<Op>) {
                 let (id, reset) = model.cursor_text(resume, tag);
                 let request =
                     Request::new("GET", "/topics/t.sse").with_header("Last-Event-ID", &id);
-                let mut stream = match hub.handle(request, now) {
+                let mut stream = match handle(&hub, request, now) {
                     Outcome::Stream(stream) => stream,
                     Outcome::Respond(response) if model.gone.is_some() && !model.exists => {
                         assert_eq!(response.status, 204, "a reconnect to a deleted topic");

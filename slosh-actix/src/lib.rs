@@ -274,17 +274,23 @@ async fn handle(request: HttpRequest, payload: web::Payload, hub: web::Data<Hub>
     } else {
         (None, None)
     };
-    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let mut core = slosh_core::Request::new(request.method().as_str(), target);
-    core.body = body;
-    for (name, value) in request.headers() {
-        // A header that is not text cannot be one core reads (they are all
-        // ASCII by definition); skipping it is the same as absent.
-        if let Ok(value) = value.to_str() {
-            core.header(name.as_str(), value);
-        }
-    }
-    match hub.handle(core, Instant::now()) {
+    let outcome = match hub.handle(core_request(&request, body, false), Instant::now()) {
+        // Opening the topic may read a file or ask Redis: actix's
+        // blocking pool does it, then core decides again.
+        Outcome::Open(open) => match web::block(move || open.run()).await {
+            Ok(()) => hub.handle(
+                core_request(&request, slosh_core::Body::Empty, true),
+                Instant::now(),
+            ),
+            Err(_) => {
+                return whole(slosh_core::Response::error(
+                    &slosh_core::Error::ShuttingDown,
+                ))
+            }
+        },
+        outcome => outcome,
+    };
+    match outcome {
         Outcome::Respond(response) => match unread {
             Some(payload) => whole_unread(response, payload),
             None => whole(response),
@@ -311,6 +317,11 @@ async fn handle(request: HttpRequest, payload: web::Payload, hub: web::Data<Hub>
                 &slosh_core::Error::ShuttingDown,
             )),
         },
+        // Core answers `Open` once per request; were a second to slip
+        // through, the client may try again.
+        Outcome::Open(_) => whole(slosh_core::Response::error(&slosh_core::Error::Store(
+            "the topic was not opened".to_string(),
+        ))),
         Outcome::Socket(socket) => match upgrade {
             Some(payload) => websocket::answer(socket, &request, payload),
             // Core read an upgrade where actix did not (a chunked body, a
@@ -320,6 +331,27 @@ async fn handle(request: HttpRequest, payload: web::Payload, hub: web::Data<Hub>
             ))),
         },
     }
+}
+
+/// Core's view of `request`, with its `body` read; `opened` once the
+/// [`Outcome::Open`] core gave was run.
+fn core_request(
+    request: &HttpRequest,
+    body: slosh_core::Body,
+    opened: bool,
+) -> slosh_core::Request<'_> {
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let mut core = slosh_core::Request::new(request.method().as_str(), target);
+    core.body = body;
+    core.opened = opened;
+    for (name, value) in request.headers() {
+        // A header that is not text cannot be one core reads (they are all
+        // ASCII by definition); skipping it is the same as absent.
+        if let Ok(value) = value.to_str() {
+            core.header(name.as_str(), value);
+        }
+    }
+    core
 }
 
 /// Reads the body up to `limit` bytes (inclusive). Past it, reading stops

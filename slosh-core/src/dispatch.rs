@@ -202,6 +202,9 @@ impl Hub {
             (None, true) => session::find_cursor(&request.cookies, name),
             (n, _) => n,
         };
+        if let Some(open) = self.opening(request, name) {
+            return Ok(Outcome::Open(open));
+        }
         let subscription = self.subscribe(name, SubscriberKind::LongPoll)?;
         let cookie = session::find_cookie(&request.cookies);
         let epoch = subscription.topic().log.epoch();
@@ -261,6 +264,9 @@ impl Hub {
             // 204 is what makes an EventSource stop for good.
             return Ok(Outcome::Respond(no_content()));
         }
+        if let Some(open) = self.opening(request, name) {
+            return Ok(Outcome::Open(open));
+        }
         let subscription = self.subscribe(name, SubscriberKind::Sse)?;
         let feed = Feed::open(self, subscription, SubscriberKind::Sse, resume, now);
         Ok(Outcome::Stream(EventStream::new(feed)))
@@ -280,6 +286,9 @@ impl Hub {
             return Err(Error::ShuttingDown);
         }
         let may_publish = self.authorize(request).is_ok();
+        if let Some(open) = self.opening(request, name) {
+            return Ok(Outcome::Open(open));
+        }
         let subscription = self.subscribe(name, SubscriberKind::WebSocket)?;
         let name = subscription.topic().name.clone();
         let feed = Feed::open(self, subscription, SubscriberKind::WebSocket, resume, now);
@@ -337,6 +346,40 @@ pub(crate) fn with_cors(cors: Option<String>, outcome: Outcome) -> Outcome {
         // CORS does not govern WebSockets; the upgrade answer carries
         // none of its headers.
         (Some(_), socket @ Outcome::Socket(_)) => socket,
+        // The request is handled again once the topic is open, and that
+        // answer carries them.
+        (Some(_), open @ Outcome::Open(_)) => open,
+    }
+}
+
+impl Hub {
+    /// What `request`, a valid subscription to topic `name`, must wait
+    /// for before it subscribes, if anything: the topic opened off the
+    /// runtime thread ([`Outcome::Open`]), when this server does not hold
+    /// it and its store may block (memory opens at once).
+    fn opening(&self, request: &Request<'_>, name: &str) -> Option<Open> {
+        let must = !request.opened && self.inner.store.is_some() && self.find(name).is_none();
+        must.then(|| Open {
+            hub: self.clone(),
+            name: name.to_string(),
+        })
+    }
+}
+
+/// A topic to open before a subscription to it is handled, for a store
+/// that may block: see [`Outcome::Open`].
+#[derive(Debug)]
+pub struct Open {
+    hub: Hub,
+    name: String,
+}
+
+impl Open {
+    /// Opens the topic (this may block on the store) unless it is open
+    /// already. Whatever goes wrong (a bad name, too many topics) is
+    /// answered when the request is handled again.
+    pub fn run(self) {
+        self.hub.open(&self.name);
     }
 }
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use crate::batch::Batch;
 use crate::cursor::{Cursor, Resume};
-use crate::dispatch::Publish;
+use crate::dispatch::{Open, Publish};
 use crate::error::Error;
 use crate::files::{Lookup, StaticFile};
 use crate::hub::Hub;
@@ -64,6 +64,11 @@ pub struct Request<'a> {
     pub connection: Option<&'a str>,
     /// The body, read up to [`Hub::body_limit`].
     pub body: Body,
+    /// Set by an adapter handling the request again after running the
+    /// [`Outcome::Open`] it was answered: the hub then never answers
+    /// `Open` twice, and opens the topic in place in the rare case it is
+    /// missing again.
+    pub opened: bool,
 }
 
 /// A request body as the adapter read it.
@@ -236,6 +241,13 @@ pub enum Outcome {
     /// runtime thread), then send the answer it gives. A hub on the memory
     /// store publishes at once instead.
     Publish(Publish),
+    /// A subscription to a topic this server does not hold yet, in a
+    /// store whose opening may block (reading a file, a round trip to
+    /// Redis): run [`Open::run`] where blocking is fine (not on a runtime
+    /// thread), then set [`Request::opened`] and handle the same request
+    /// again. Only `GET`s are answered so, and slosh reads no `GET`'s
+    /// body: the second handling may pass [`Body::Empty`].
+    Open(Open),
     /// Answer [`Socket::head`] and upgrade to a WebSocket driven by
     /// [`Socket::poll`] and [`Socket::receive_text`].
     Socket(Socket),
@@ -251,8 +263,9 @@ impl Outcome {
     }
 
     /// This outcome with a [`Outcome::Lookup`] or [`Outcome::Publish`] run
-    /// here and now, on the
-    /// calling thread: for tests and for callers that may block.
+    /// here and now, on the calling thread: for tests and for callers that
+    /// may block. ([`Outcome::Open`] needs the request again and is left
+    /// as it is: such callers set [`Request::opened`] from the start.)
     pub fn resolved(self) -> Outcome {
         match self {
             Outcome::Lookup(lookup) => match lookup.run() {

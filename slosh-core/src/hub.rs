@@ -95,7 +95,11 @@ pub struct Hub {
 
 pub(crate) struct Inner {
     pub(crate) settings: Settings,
-    topics: RwLock<HashMap<TopicName, Arc<Topic>>>,
+    topics: RwLock<Table>,
+    /// Topics removed from the table so far: a log made with the table
+    /// unlocked ([`Hub::locked_topic`]) is kept only if none was removed
+    /// meanwhile, as it might hold the life that removal just ended.
+    removals: AtomicU64,
     pub(crate) sessions: Sessions,
     filter: Option<Box<dyn Filter>>,
     log_factory: Box<LogFactory>,
@@ -114,6 +118,9 @@ pub(crate) struct Inner {
     /// `settings.root`, canonicalized once.
     pub(crate) static_root: Option<StaticRoot>,
 }
+
+/// The topics a hub holds, by name.
+type Table = HashMap<TopicName, Arc<Topic>>;
 
 /// Builds a [`Hub`]: settings, filter, store.
 pub struct Builder {
@@ -242,6 +249,7 @@ impl Builder {
                 ),
                 settings,
                 topics: RwLock::new(HashMap::new()),
+                removals: AtomicU64::new(0),
                 filter: self.filter,
                 store: self.store,
                 log_factory: self.log_factory.unwrap_or_else(|| {
@@ -262,7 +270,7 @@ impl Builder {
             for name in self.preload {
                 // Past max_topics the rest wait for a request that names
                 // them, as any topic would.
-                if hub.get_or_create(&mut topics, name.as_str()).is_err() {
+                if hub.get_or_create(&mut topics, name.as_str(), None).is_err() {
                     break;
                 }
             }
@@ -392,8 +400,8 @@ impl Hub {
                     if !create && !self.held_elsewhere(topic) {
                         return Err(Error::NoSuchTopic(topic.to_string()));
                     }
-                    let mut topics = self.write_topics();
-                    Publishing::start(&self.get_or_create(&mut topics, topic)?)
+                    let (_topics, topic) = self.locked_topic(topic)?;
+                    Publishing::start(&topic)
                 }
             }
         };
@@ -415,11 +423,65 @@ impl Hub {
         }
     }
 
-    /// Looks `name` up, creating it (subject to `max_topics`) when missing.
+    /// The topic table write-locked, with topic `name` in it (created,
+    /// subject to `max_topics`, when missing), so the caller can count
+    /// itself on the topic before the sweeper may look at it.
+    ///
+    /// A store's log is made with the table unlocked: opening a topic in
+    /// a store can wait on a disk or a round trip to Redis, which must
+    /// hold up no other topic. Should a topic be removed meanwhile (the
+    /// log read might then be of the life just ended), the log is made
+    /// again with the table locked, which is rare and right.
+    fn locked_topic(&self, name: &str) -> Result<(RwLockWriteGuard<'_, Table>, Arc<Topic>), Error> {
+        let mut topics = self.write_topics();
+        if let Some(topic) = topics.get(name) {
+            let topic = Arc::clone(topic);
+            return Ok((topics, topic));
+        }
+        if self.inner.store.is_none() {
+            // A memory log is made in no time.
+            let topic = self.get_or_create(&mut topics, name, None)?;
+            return Ok((topics, topic));
+        }
+        let limit = self.inner.settings.max_topics;
+        if topics.len() >= limit {
+            return Err(Error::TooManyTopics { limit });
+        }
+        let parsed = TopicName::parse(name).map_err(Error::BadTopicName)?;
+        let removals = self.inner.removals.load(Ordering::SeqCst);
+        drop(topics);
+        let log = self.make_log(&parsed);
+        let mut topics = self.write_topics();
+        let log = (self.inner.removals.load(Ordering::SeqCst) == removals).then_some(log);
+        // Another request may have opened it meanwhile: theirs is kept
+        // and this log dropped unused.
+        let topic = self.get_or_create(&mut topics, name, log)?;
+        Ok((topics, topic))
+    }
+
+    /// A new log for topic `name` from the store (or memory), in a fresh
+    /// epoch if the store holds nothing of it.
+    fn make_log(&self, name: &TopicName) -> Box<dyn Log> {
+        let epoch = (self.inner.epochs)();
+        (self.inner.log_factory)(name, self.inner.settings.queue, epoch)
+    }
+
+    /// Opens topic `name` if it is missing, with the table unlocked while
+    /// the store reads it: what [`crate::Outcome::Open`] runs. Errors are
+    /// left to the request that asked, which meets them again.
+    pub(crate) fn open(&self, name: &str) {
+        if self.find(name).is_none() {
+            let _ = self.locked_topic(name);
+        }
+    }
+
+    /// Looks `name` up, creating it (subject to `max_topics`) when missing,
+    /// with `log` if given (made by [`Hub::locked_topic`]) or a new one.
     fn get_or_create(
         &self,
-        topics: &mut HashMap<TopicName, Arc<Topic>>,
+        topics: &mut Table,
         name: &str,
+        log: Option<Box<dyn Log>>,
     ) -> Result<Arc<Topic>, Error> {
         if let Some(topic) = topics.get(name) {
             return Ok(Arc::clone(topic));
@@ -429,8 +491,7 @@ impl Hub {
             return Err(Error::TooManyTopics { limit });
         }
         let name = TopicName::parse(name).map_err(Error::BadTopicName)?;
-        let epoch = (self.inner.epochs)();
-        let log = (self.inner.log_factory)(&name, self.inner.settings.queue, epoch);
+        let log = log.unwrap_or_else(|| self.make_log(&name));
         let topic = Arc::new(Topic::new(name.clone(), log));
         // Weak: the log is the topic's own and the hub's, and must keep
         // neither alive.
@@ -471,8 +532,7 @@ impl Hub {
                 );
             }
         }
-        let mut topics = self.write_topics();
-        let topic = self.get_or_create(&mut topics, name)?;
+        let (_topics, topic) = self.locked_topic(name)?;
         Subscription::join(
             &topic,
             kind,
@@ -490,7 +550,11 @@ impl Hub {
     /// Removes a topic and its buffer: parked polls get an empty batch,
     /// streams end. `false` if there was no such topic.
     pub fn delete(&self, name: &str) -> bool {
-        let removed = self.write_topics().remove(name);
+        let removed = {
+            let mut topics = self.write_topics();
+            self.inner.removals.fetch_add(1, Ordering::SeqCst);
+            topics.remove(name)
+        };
         match removed {
             Some(topic) => {
                 topic.close(Removal::Deleted);
@@ -509,6 +573,7 @@ impl Hub {
     fn ended_elsewhere(&self, topic: &Arc<Topic>, deleted: bool) {
         let removed = {
             let mut topics = self.write_topics();
+            self.inner.removals.fetch_add(1, Ordering::SeqCst);
             let held = topics
                 .get(&topic.name)
                 .is_some_and(|held| Arc::ptr_eq(held, topic));
@@ -565,6 +630,9 @@ impl Hub {
                 .filter(|(_, topic)| topic.expired(settings, now))
                 .map(|(name, _)| name.clone())
                 .collect();
+            if !expired.is_empty() {
+                self.inner.removals.fetch_add(1, Ordering::SeqCst);
+            }
             let removed = expired
                 .iter()
                 .filter_map(|name| topics.remove(name))
@@ -625,7 +693,7 @@ impl Hub {
         self.inner.sessions.len()
     }
 
-    fn read_topics(&self) -> RwLockReadGuard<'_, HashMap<TopicName, Arc<Topic>>> {
+    fn read_topics(&self) -> RwLockReadGuard<'_, Table> {
         // Every change to the table is a single insert or remove, so a panic
         // elsewhere cannot leave it half-changed.
         self.inner
@@ -634,7 +702,7 @@ impl Hub {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write_topics(&self) -> RwLockWriteGuard<'_, HashMap<TopicName, Arc<Topic>>> {
+    fn write_topics(&self) -> RwLockWriteGuard<'_, Table> {
         self.inner
             .topics
             .write()

@@ -172,7 +172,7 @@ mod xml;
 pub use batch::Batch;
 pub use cursor::{Cursor, Resume};
 pub use decode::{BodyKind, DecodeError};
-pub use dispatch::Publish;
+pub use dispatch::{Open, Publish};
 pub use driver::{Pull, Timer};
 pub use epoch::Epoch;
 pub use error::Error;

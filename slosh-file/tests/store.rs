@@ -40,7 +40,10 @@ fn hub(store: &FileStore, queue: usize) -> Hub {
 }
 
 fn poll(hub: &Hub, target: &str) -> Value {
-    match hub.handle(Request::new("GET", target), Instant::now()) {
+    // On this thread, which may block: the topic is opened in place.
+    let mut request = Request::new("GET", target);
+    request.opened = true;
+    match hub.handle(request, Instant::now()) {
         Outcome::Respond(response) => serde_json::from_slice(&response.body).unwrap(),
         other => panic!("{target}: {other:?}"),
     }

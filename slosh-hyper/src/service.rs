@@ -96,7 +96,13 @@ impl Slosh {
                 }
             }
         };
-        match self.dispatch(parts, body) {
+        let next = match self.dispatch(parts, body, false) {
+            // Boxed, like the body's read: only requests that open a
+            // topic pay for the wait's state.
+            Next::Open(open, parts) => Box::pin(self.reopen(open, *parts)).await,
+            next => next,
+        };
+        match next {
             Next::Answer(response) => {
                 clock::answered(self.clock());
                 response
@@ -108,12 +114,31 @@ impl Slosh {
         }
     }
 
+    /// Opens the topic core asked for off the runtime thread, then decides
+    /// on the request again.
+    async fn reopen(&self, open: slosh_core::Open, parts: hyper::http::request::Parts) -> Next {
+        match tokio::task::spawn_blocking(move || open.run()).await {
+            Ok(()) => self.dispatch(parts, slosh_core::Body::Empty, true),
+            // Cancelled: the runtime is shutting down.
+            Err(_) => Next::Answer(whole(slosh_core::Response::error(
+                &slosh_core::Error::ShuttingDown,
+            ))),
+        }
+    }
+
     /// Core's decision on a request whose body has been read, with
-    /// everything that needs no waiting already done.
-    fn dispatch(&self, mut parts: hyper::http::request::Parts, body: slosh_core::Body) -> Next {
+    /// everything that needs no waiting already done; `opened` after the
+    /// [`Next::Open`] it gave first was run.
+    fn dispatch(
+        &self,
+        mut parts: hyper::http::request::Parts,
+        body: slosh_core::Body,
+        opened: bool,
+    ) -> Next {
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut core = slosh_core::Request::new(parts.method.as_str(), target);
         core.body = body;
+        core.opened = opened;
         for (name, value) in &parts.headers {
             // A header that is not text cannot be one core reads (they are
             // all ASCII by definition); skipping it is the same as absent.
@@ -162,6 +187,7 @@ impl Slosh {
             Outcome::File(file) => Next::File(file),
             Outcome::Lookup(lookup) => Next::Lookup(lookup),
             Outcome::Publish(publish) => Next::Publish(publish),
+            Outcome::Open(open) => Next::Open(open, Box::new(parts)),
         }
     }
 }
@@ -207,6 +233,15 @@ pub(crate) fn respond(next: Next, clock: Option<Clock>) -> ServiceFuture {
         // The connection task takes the connection from hyper, dropping
         // this future with it.
         Next::HandedOff => Box::pin(std::future::pending()),
+        // Core answers `Open` once per request and the callers run it
+        // before they get here; were one to slip through, the client may
+        // try again.
+        Next::Open(..) => {
+            clock::answered(clock.as_ref());
+            Box::pin(std::future::ready(Ok(whole(slosh_core::Response::error(
+                &slosh_core::Error::Store("the topic was not opened".to_string()),
+            )))))
+        }
     }
 }
 
@@ -227,6 +262,9 @@ pub(crate) enum Next {
     Publish(Publish),
     /// An event stream left in the connection's handoff slot.
     HandedOff,
+    /// A topic to open off the runtime thread, and the request to decide
+    /// on again then.
+    Open(slosh_core::Open, Box<hyper::http::request::Parts>),
 }
 
 impl<B> hyper::service::Service<hyper::Request<B>> for Slosh
@@ -249,10 +287,16 @@ where
             // long-poll keeps it, and the whole of `handle` (over 1 KiB)
             // would leave the allocator's small-object path
             // (`benches/RESULTS.md`).
-            return respond(
-                self.dispatch(parts, slosh_core::Body::Empty),
-                self.clock().cloned(),
-            );
+            return match self.dispatch(parts, slosh_core::Body::Empty, false) {
+                Next::Open(open, parts) => {
+                    let this = self.clone();
+                    Box::pin(async move {
+                        let next = this.reopen(open, *parts).await;
+                        respond(next, this.clock().cloned()).await
+                    })
+                }
+                next => respond(next, self.clock().cloned()),
+            };
         }
         let this = self.clone();
         let request = hyper::Request::from_parts(parts, body);

@@ -92,9 +92,26 @@ async fn two_servers_on_one_redis_share_ids_epochs_and_subscribers() {
     assert!(!seen.contains("event: gap"), "{seen:?}");
 }
 
-/// A store whose appends to topic `slow` wait until the test opens the
-/// gate: a Redis that stopped answering, a disk that stalls.
+/// A store whose appends to topic `slow`, and whose opening of topic
+/// `slow-open`, wait until the test opens the gate: a Redis that stopped
+/// answering, a disk that stalls.
 struct Stalled(Arc<(Mutex<bool>, Condvar)>);
+
+/// Waits at the gate until the test opens it, or for 10 s: a frontend that
+/// waits on its runtime thread then fails the test instead of hanging it.
+fn wait_at(gate: &(Mutex<bool>, Condvar)) {
+    let (open, opened) = gate;
+    let open = open.lock().unwrap();
+    let _ = opened
+        .wait_timeout_while(open, Duration::from_secs(10), |open| !*open)
+        .unwrap();
+}
+
+/// Opens the gate.
+fn open_gate(gate: &(Mutex<bool>, Condvar)) {
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+}
 
 struct StalledLog {
     cache: slosh_core::MemoryLog,
@@ -103,6 +120,9 @@ struct StalledLog {
 
 impl slosh_core::Store for Stalled {
     fn log(&self, name: &TopicName, queue: usize, fresh: Epoch) -> Box<dyn slosh_core::Log> {
+        if name.as_str() == "slow-open" {
+            wait_at(&self.0);
+        }
         Box::new(StalledLog {
             cache: slosh_core::MemoryLog::new(queue, fresh),
             gate: (name.as_str() == "slow").then(|| Arc::clone(&self.0)),
@@ -120,13 +140,7 @@ impl slosh_core::Log for StalledLog {
         json: slosh_core::Json,
     ) -> Result<slosh_core::Message, slosh_core::StoreError> {
         if let Some(gate) = &self.gate {
-            // Opened by the test, or after 10 s: a frontend that appends on
-            // its runtime thread then fails the test instead of hanging it.
-            let (open, opened) = &**gate;
-            let open = open.lock().unwrap();
-            let _ = opened
-                .wait_timeout_while(open, Duration::from_secs(10), |open| !*open)
-                .unwrap();
+            wait_at(gate);
         }
         self.cache.append(json)
     }
@@ -188,13 +202,106 @@ async fn a_store_that_stalls_on_one_topic_holds_up_no_other() {
     assert_eq!(other.0.body, r#"{"ok":true,"id":1}"#);
     assert_eq!(other.1.json()["res"], json!([2]));
     assert!(!stuck.is_finished(), "the stalled publish is still waiting");
-    *gate.0.lock().unwrap() = true;
-    gate.1.notify_all();
+    open_gate(&gate);
     let answer = tokio::time::timeout(Duration::from_secs(5), stuck)
         .await
         .unwrap()
         .unwrap();
     assert!(answer.ends_with(r#"{"ok":true,"id":1}"#), "{answer}");
+}
+
+/// Sends `request` on a connection of its own and reads the answer until
+/// the server closes it.
+async fn exchange(addr: std::net::SocketAddr, request: String) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer)
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_store_slow_to_open_one_topic_holds_up_no_other() {
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let hub = Hub::builder().store(Stalled(Arc::clone(&gate))).build();
+    let app = spawn_hub(crate::FRONTEND, hub, ServeOptions::default()).await;
+    let addr = app.addr;
+    // Subscribers of a topic whose opening stalls: by long-poll and SSE.
+    let polling = tokio::spawn(exchange(
+        addr,
+        "GET /topics/slow-open.json?n=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".into(),
+    ));
+    let streaming = tokio::spawn(exchange(
+        addr,
+        "GET /topics/slow-open.sse?n=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".into(),
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Meanwhile the server serves everything else: a topic it holds, one
+    // it opens now, a publish that creates one.
+    app.post_json("held", "1").await;
+    let other = tokio::time::timeout(Duration::from_secs(5), async {
+        (
+            app.get("/topics/held.json?n=0").await,
+            app.post_json("made", "2").await,
+            app.get("/topics/made.json?n=0").await,
+        )
+    })
+    .await
+    .expect("another topic was held up by the store's slow opening");
+    assert_eq!(other.0.json()["res"], json!([1]));
+    assert_eq!(other.1.body, r#"{"ok":true,"id":1}"#);
+    assert_eq!(other.2.json()["res"], json!([2]));
+    // A subscriber opening another topic parks on it at once.
+    let _parked = tokio::spawn(exchange(
+        addr,
+        "GET /topics/opened.json?n=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".into(),
+    ));
+    for _ in 0..500 {
+        if app
+            .hub
+            .info("opened")
+            .is_some_and(|info| info["subscribers"] == 1)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.hub.info("opened").unwrap()["subscribers"], 1);
+    assert!(
+        app.hub.info("slow-open").is_none(),
+        "the opening is stalled"
+    );
+    assert!(!polling.is_finished() && !streaming.is_finished());
+    open_gate(&gate);
+    // Opened, the topic takes both subscribers, which get what follows.
+    for _ in 0..500 {
+        if app
+            .hub
+            .info("slow-open")
+            .is_some_and(|info| info["subscribers"] == 2)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.hub.info("slow-open").unwrap()["subscribers"], 2);
+    app.post_json("slow-open", "3").await;
+    let polled = tokio::time::timeout(Duration::from_secs(5), polling)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(polled.contains(r#""res":[3]"#), "{polled}");
+    app.hub.delete("slow-open");
+    let streamed = tokio::time::timeout(Duration::from_secs(5), streaming)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(streamed.contains("id: 1@"), "{streamed}");
+    assert!(streamed.contains("data: 3"), "{streamed}");
 }
 
 /// The `Cookie` header a browser would send after `answer`, on top of the

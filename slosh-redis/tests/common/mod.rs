@@ -11,7 +11,10 @@ use slosh_core::{Hub, Listener, Outcome, Request, Wake};
 /// The long-poll answer for `target`, waiting at most `within` for it.
 pub fn poll(hub: &Hub, target: &str, within: Duration) -> Value {
     let deadline = Instant::now() + within;
-    match hub.handle(Request::new("GET", target), Instant::now()) {
+    // On this thread, which may block: the topic is opened in place.
+    let mut request = Request::new("GET", target);
+    request.opened = true;
+    match hub.handle(request, Instant::now()) {
         Outcome::Respond(response) => serde_json::from_slice(&response.body).unwrap(),
         Outcome::Park(mut poll) => loop {
             match poll.poll(Instant::now()) {
