@@ -187,6 +187,6 @@ fn check_socket_agrees(body: &[u8], posted: &str) {
         Outcome::Socket(socket) => socket,
         other => panic!("{other:?}"),
     };
-    assert_eq!(socket.receive_text(text, Instant::now()), None);
+    assert_eq!(socket.receive_text_here(text, Instant::now()), None);
     assert_eq!(stored(&hub, "w"), posted);
 }

@@ -393,6 +393,13 @@ impl Timer for Rt {
     fn reset(&self, sleep: Pin<&mut Sleep>, at: Instant) {
         sleep.reset(at.into());
     }
+
+    async fn blocking<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Option<R> {
+        web::block(work).await.ok()
+    }
 }
 
 /// Core's response head as an actix builder.

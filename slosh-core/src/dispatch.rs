@@ -15,7 +15,7 @@ use crate::http::{
     add_cors, constant_time_eq, no_content, not_allowed, options, preflight, Body, LongPoll,
     Outcome, Request, Response, TOPIC_METHODS,
 };
-use crate::hub::Hub;
+use crate::hub::{Hub, Published};
 use crate::message::Json;
 use crate::metrics::SubscriberKind;
 use crate::route::{self, Format, Route, Suffix};
@@ -120,12 +120,7 @@ impl Hub {
                     self.authorize(request)?;
                     let json = self.publish_body(request)?;
                     if self.inner.store.is_some() {
-                        return Ok(Outcome::Publish(Publish {
-                            hub: self.clone(),
-                            topic: name.to_string(),
-                            json,
-                            cors: None,
-                        }));
+                        return Ok(Outcome::Publish(Publish::new(self, name, json)));
                     }
                     let published = self.publish_accepted(name, json)?;
                     respond(Response::json(200, published.to_json()))
@@ -395,6 +390,22 @@ pub struct Publish {
 }
 
 impl Publish {
+    /// `json`, accepted for `topic`, to store.
+    pub(crate) fn new(hub: &Hub, topic: &str, json: Json) -> Publish {
+        Publish {
+            hub: hub.clone(),
+            topic: topic.to_string(),
+            json,
+            cors: None,
+        }
+    }
+
+    /// Stores the message (this may block on the store): its id, or why it
+    /// was refused.
+    pub fn store(self) -> Result<Published, Error> {
+        self.hub.publish_accepted(&self.topic, self.json)
+    }
+
     /// Stores the message (this may block on the store) and gives the
     /// answer: `{"ok":true,"id":N}`, or the refusal, counted as any other.
     pub fn run(self) -> Response {

@@ -524,7 +524,7 @@ mod tests {
                 request.header("Authorization", auth);
             }
             match hub.handle(request, now) {
-                Outcome::Socket(mut socket) => socket.receive_text("1", now).is_none(),
+                Outcome::Socket(mut socket) => socket.receive_text_here("1", now).is_none(),
                 other => panic!("{other:?}"),
             }
         };

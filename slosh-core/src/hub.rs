@@ -339,6 +339,11 @@ impl Hub {
 
     /// Publishes `value` to `topic` from inside the application: the same
     /// path as a POST (name rule, size limit, filter, mode), minus HTTP.
+    ///
+    /// On a hub with a store (a file, Redis) this waits for the store's
+    /// write, and for the topic's opening the first time: call it where
+    /// blocking is fine (`tokio::task::spawn_blocking`, `web::block`), not
+    /// on a runtime thread. On memory it never waits.
     pub fn publish<T: Serialize + ?Sized>(
         &self,
         topic: &str,

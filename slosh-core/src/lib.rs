@@ -184,7 +184,7 @@ pub use message::{Json, Message};
 pub use name::TopicName;
 pub use route::{Format, Route, Suffix};
 pub use settings::{Mode, ServeOptions, Settings};
-pub use socket::{Socket, SocketStep};
+pub use socket::{Incoming, Socket, SocketStep};
 pub use store::{
     stamp_now, Change, Counts, Head, Log, MemoryLog, Notify, Removal, Stamp, Store, StoreError,
     TopicInfo,

@@ -23,10 +23,12 @@ use event_listener::EventListener;
 
 use crate::cursor::Cursor;
 use crate::decode::{self, BodyKind};
+use crate::dispatch::Publish;
 use crate::error::Error;
 use crate::feed::{EndReason, Feed, FeedStep, Stall};
 use crate::http::{Request, Response};
-use crate::hub::Hub;
+use crate::hub::{Hub, Published};
+use crate::message::Json;
 use crate::name::TopicName;
 
 /// Close code 1001: the topic or the server is going away.
@@ -218,11 +220,37 @@ impl Socket {
     /// topic, this socket included, as `{"id":N,"data":MSG}`), or the
     /// `{"error":"…"}` frame to send back; the socket stays usable either
     /// way.
-    pub fn receive_text(&mut self, text: &str, now: Instant) -> Option<Bytes> {
+    ///
+    /// On a hub with a store, whose write may block, an accepted frame is
+    /// [`Incoming::Publish`]: store it off the runtime thread, then pass
+    /// the result to [`Socket::published`] for the reply.
+    pub fn receive_text(&mut self, text: &str, now: Instant) -> Incoming {
         let _ = now;
-        let result = self.publish(text);
+        let json = match self.accept(text) {
+            Ok(json) => json,
+            Err(error) => return Incoming::Reply(self.published(Err(error))),
+        };
+        if self.hub.inner.store.is_some() {
+            return Incoming::Publish(Publish::new(&self.hub, self.name.as_str(), json));
+        }
+        let result = self.hub.publish_accepted(self.name.as_str(), json);
+        Incoming::Reply(self.published(result))
+    }
+
+    /// [`Socket::receive_text`] with any store write done here and now,
+    /// on the calling thread: for tests and for callers that may block.
+    pub fn receive_text_here(&mut self, text: &str, now: Instant) -> Option<Bytes> {
+        match self.receive_text(text, now) {
+            Incoming::Reply(reply) => reply,
+            Incoming::Publish(publish) => self.published(publish.store()),
+        }
+    }
+
+    /// The reply to a text frame once its message was published (or
+    /// refused): none, or the `{"error":"…"}` frame, counted.
+    pub fn published(&mut self, result: Result<Published, Error>) -> Option<Bytes> {
         match result {
-            Ok(()) => None,
+            Ok(_) => None,
             Err(error) => {
                 self.hub.inner.metrics.rejected(&error);
                 Some(error_frame(&error))
@@ -238,7 +266,8 @@ impl Socket {
         error_frame(&error)
     }
 
-    fn publish(&self, text: &str) -> Result<(), Error> {
+    /// The message a text frame publishes, if the socket may publish it.
+    fn accept(&self, text: &str) -> Result<Json, Error> {
         if !self.may_publish {
             return Err(Error::Unauthorized);
         }
@@ -246,11 +275,18 @@ impl Socket {
         if text.len() > limit {
             return Err(Error::TooLarge { limit });
         }
-        let json = decode::decode_message(BodyKind::Json, text.as_bytes())?;
-        self.hub
-            .publish_accepted(self.name.as_str(), json)
-            .map(|_| ())
+        Ok(decode::decode_message(BodyKind::Json, text.as_bytes())?)
     }
+}
+
+/// What a text frame from the client comes to; see [`Socket::receive_text`].
+#[derive(Debug)]
+pub enum Incoming {
+    /// Done: send this frame back, if any.
+    Reply(Option<Bytes>),
+    /// A message to store where blocking is fine ([`Publish::store`]),
+    /// then answered by [`Socket::published`].
+    Publish(Publish),
 }
 
 /// `{"error":"…"}` as a frame.

@@ -229,7 +229,7 @@ fn a_text_frame_publishes_like_a_json_post() {
     let now = Instant::now();
     let mut socket = socket_at(&hub, "/topics/t", now);
     assert_eq!(
-        socket.receive_text(r#"{ "b" : 1, "a": [true] }"#, now),
+        socket.receive_text_here(r#"{ "b" : 1, "a": [true] }"#, now),
         None
     );
     assert_eq!(
@@ -260,13 +260,13 @@ fn a_bad_frame_gets_an_error_frame_and_the_socket_stays_usable() {
     });
     let now = Instant::now();
     let mut socket = socket_at(&hub, "/topics/t", now);
-    assert!(error_of(socket.receive_text("{oops", now)).contains("line 1 column"));
-    assert!(error_of(socket.receive_text("", now)).contains("empty"));
+    assert!(error_of(socket.receive_text_here("{oops", now)).contains("line 1 column"));
+    assert!(error_of(socket.receive_text_here("", now)).contains("empty"));
     // Inclusive limit: 16 bytes pass, 17 do not.
-    assert_eq!(socket.receive_text(r#""0123456789abcd""#, now), None);
-    assert!(error_of(socket.receive_text(r#""0123456789abcde""#, now)).contains("16 bytes"));
+    assert_eq!(socket.receive_text_here(r#""0123456789abcd""#, now), None);
+    assert!(error_of(socket.receive_text_here(r#""0123456789abcde""#, now)).contains("16 bytes"));
     assert!(error_of(Some(socket.receive_binary())).contains("text frame"));
-    assert_eq!(socket.receive_text("2", now), None);
+    assert_eq!(socket.receive_text_here("2", now), None);
     assert_eq!(
         frames(socket.poll(now)),
         vec![
@@ -287,14 +287,14 @@ fn with_a_publish_token_only_a_socket_that_showed_it_may_publish() {
         .build();
     let now = Instant::now();
     let mut reader = socket_at(&hub, "/topics/t", now);
-    assert!(error_of(reader.receive_text("1", now)).contains("Authorization"));
+    assert!(error_of(reader.receive_text_here("1", now)).contains("Authorization"));
     assert_eq!(hub.info("t").unwrap()["max"], 0, "nothing stored");
     let mut writer = socket(
         &hub,
         Request::new("GET", "/topics/t").with_header("Authorization", "Bearer s3cret"),
         now,
     );
-    assert_eq!(writer.receive_text("1", now), None);
+    assert_eq!(writer.receive_text_here("1", now), None);
     assert_eq!(
         frames(reader.poll(now)),
         vec![json!({"id": 1, "epoch": "aaaaaaaa", "data": 1})]

@@ -357,6 +357,13 @@ impl driver::Timer for Tokio {
     fn reset(&self, sleep: Pin<&mut Sleep>, at: Instant) {
         sleep.reset(at.into());
     }
+
+    async fn blocking<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Option<R> {
+        tokio::task::spawn_blocking(work).await.ok()
+    }
 }
 
 #[cfg(test)]

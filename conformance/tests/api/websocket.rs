@@ -64,7 +64,7 @@ async fn close_code(ws: &mut Ws) -> CloseCode {
     }
 }
 
-async fn send(ws: &mut Ws, text: &str) {
+pub(super) async fn send(ws: &mut Ws, text: &str) {
     ws.send(Message::text(text)).await.unwrap();
 }
 

@@ -7,7 +7,8 @@
 //!
 //! None of them needs a runtime. Time comes in through [`Timer`], which an
 //! adapter implements over its own sleep (tokio's, actix's, or a
-//! connection's shared clock); the futures here are plain `std` futures
+//! connection's shared clock), with its blocking pool for a store's
+//! writes; the futures here are plain `std` futures
 //! that the adapter's tasks poll. An adapter then only converts types:
 //! core's [`Response`] into its framework's answer, [`Pull`]'s pieces into
 //! its body frames.
@@ -27,7 +28,8 @@ use crate::hub::Hub;
 use crate::stream::StreamStep;
 use crate::wake::Wake;
 
-/// How a driver sleeps until an instant, supplied by the adapter.
+/// What a driver needs of the adapter's runtime: to sleep until an
+/// instant, and to run a store's blocking write off its threads.
 ///
 /// A `Sleep` may be polled again after it completed (tokio's may): a
 /// driver polls it together with a listener and resets it before it waits
@@ -44,6 +46,19 @@ pub trait Timer {
     /// spares the reallocation per wait.
     fn reset(&self, mut sleep: Pin<&mut Self::Sleep>, at: Instant) {
         sleep.set(self.sleep_until(at));
+    }
+
+    /// Runs `work`, which may block (a store's fsync, a round trip to
+    /// Redis), where blocking holds up nobody else: the runtime's blocking
+    /// pool. `None` when it could not run (the runtime is shutting down).
+    /// The default runs it in place, which only a driver that never meets
+    /// a store may do: the WebSocket driver publishes through it, so the
+    /// adapters that run WebSockets give theirs.
+    fn blocking<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> impl Future<Output = Option<R>> {
+        std::future::ready(Some(work()))
     }
 }
 

@@ -32,7 +32,7 @@ use bytes::{Bytes, BytesMut};
 use event_listener::EventListener;
 
 use super::{StallWatch, Timer};
-use crate::socket::{Socket, SocketStep, CLOSE_GRACE, MAX_QUEUED};
+use crate::socket::{Incoming, Socket, SocketStep, CLOSE_GRACE, MAX_QUEUED};
 
 /// Close code 1002, sent back when a client's close carried a code that
 /// may not be sent on the wire (1005, 1006, 1015, or outside the ranges).
@@ -200,7 +200,16 @@ pub async fn run<F: Framing, T: Timer>(mut socket: Socket, mut framing: F, timer
         };
         let reply = match whole {
             Whole::Text(bytes) => match std::str::from_utf8(&bytes) {
-                Ok(text) => socket.receive_text(text, Instant::now()),
+                Ok(text) => match socket.receive_text(text, Instant::now()) {
+                    Incoming::Reply(reply) => reply,
+                    // The store's write runs on the adapter's blocking
+                    // pool; this socket waits for it (its frames are
+                    // answered in order), no other connection does.
+                    Incoming::Publish(publish) => {
+                        let stored = timer.blocking(move || publish.store()).await;
+                        socket.published(stored.unwrap_or(Err(crate::Error::ShuttingDown)))
+                    }
+                },
                 Err(_) => return,
             },
             Whole::Binary => Some(socket.receive_binary()),
