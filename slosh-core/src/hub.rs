@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -100,6 +100,11 @@ pub(crate) struct Inner {
     /// unlocked ([`Hub::locked_topic`]) is kept only if none was removed
     /// meanwhile, as it might hold the life that removal just ended.
     removals: AtomicU64,
+    /// A lock per topic being opened from a store, so requests that name
+    /// a new topic at once (a thousand subscribers arriving together) make
+    /// its log once between them, and wait for that one, instead of each
+    /// reading the store. Entries live only while an opening is under way.
+    openings: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     pub(crate) sessions: Sessions,
     filter: Option<Box<dyn Filter>>,
     log_factory: Box<LogFactory>,
@@ -250,6 +255,7 @@ impl Builder {
                 settings,
                 topics: RwLock::new(HashMap::new()),
                 removals: AtomicU64::new(0),
+                openings: Mutex::new(HashMap::new()),
                 filter: self.filter,
                 store: self.store,
                 log_factory: self.log_factory.unwrap_or_else(|| {
@@ -453,15 +459,53 @@ impl Hub {
             return Err(Error::TooManyTopics { limit });
         }
         let parsed = TopicName::parse(name).map_err(Error::BadTopicName)?;
+        drop(topics);
+        let gate = self.open_gate(name);
+        let one = gate.lock().unwrap_or_else(PoisonError::into_inner);
+        let topics = self.write_topics();
+        if let Some(topic) = topics.get(name) {
+            // Opened by the request this one waited for.
+            let topic = Arc::clone(topic);
+            drop(one);
+            self.close_gate(name, gate);
+            return Ok((topics, topic));
+        }
         let removals = self.inner.removals.load(Ordering::SeqCst);
         drop(topics);
         let log = self.make_log(&parsed);
         let mut topics = self.write_topics();
+        drop(one);
+        self.close_gate(name, gate);
         let log = (self.inner.removals.load(Ordering::SeqCst) == removals).then_some(log);
         // Another request may have opened it meanwhile: theirs is kept
         // and this log dropped unused.
         let topic = self.get_or_create(&mut topics, name, log)?;
         Ok((topics, topic))
+    }
+
+    /// The lock of topic `name`'s opening (see [`Inner::openings`]).
+    fn open_gate(&self, name: &str) -> Arc<Mutex<()>> {
+        let mut openings = self
+            .inner
+            .openings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(openings.entry(name.to_string()).or_default())
+    }
+
+    /// Lets go of `gate`, taken by [`Hub::open_gate`]; the last opener of
+    /// `name` forgets it.
+    fn close_gate(&self, name: &str, gate: Arc<Mutex<()>>) {
+        let mut openings = self
+            .inner
+            .openings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Only ever cloned under this lock: the map's and ours mean nobody
+        // else waits on it.
+        if Arc::strong_count(&gate) == 2 {
+            openings.remove(name);
+        }
     }
 
     /// A new log for topic `name` from the store (or memory), in a fresh

@@ -45,8 +45,16 @@ pub(crate) enum Command {
     Stop,
 }
 
-/// The channel of each followed topic, and its follow.
-type Follows = HashMap<String, Weak<Follow>>;
+/// The channel of each followed topic, and its follows: one, but for a
+/// moment two or more when requests opened the same topic at once (the
+/// hub keeps one log and drops the others) or a new life's log came
+/// before the old one's drop was told.
+type Follows = HashMap<String, Vec<Weak<Follow>>>;
+
+/// Every live follow.
+fn live(follows: &Follows) -> impl Iterator<Item = Arc<Follow>> + '_ {
+    follows.values().flatten().filter_map(Weak::upgrade)
+}
 
 /// The watcher thread's body; returns when the store is dropped.
 pub(crate) fn run(shared: &Weak<Shared>, commands: &Receiver<Command>) {
@@ -84,10 +92,8 @@ pub(crate) fn run(shared: &Weak<Shared>, commands: &Receiver<Command>) {
         }
         // Whatever was published (or lost) while we were not listening;
         // a topic that cannot be caught up means Redis went away again.
-        let caught_up = follows
-            .values()
-            .filter_map(Weak::upgrade)
-            .all(|follow| follow.catch_up(&store).is_ok() || follow.has_ended());
+        let caught_up =
+            live(&follows).all(|follow| follow.catch_up(&store).is_ok() || follow.has_ended());
         if !caught_up {
             drop(pubsub);
             retry(store);
@@ -155,9 +161,12 @@ fn drain(
             Command::Follow(follow) if follow.has_ended() => {}
             Command::Follow(follow) => {
                 let channel = follow.keys.channel.clone();
-                follows.insert(channel.clone(), Arc::downgrade(&follow));
+                let held = follows.entry(channel.clone()).or_default();
+                held.retain(|held| held.strong_count() > 0);
+                let first = held.is_empty();
+                held.push(Arc::downgrade(&follow));
                 if let Some(pubsub) = pubsub.as_deref_mut() {
-                    if pubsub.subscribe(&channel).is_err() {
+                    if first && pubsub.subscribe(&channel).is_err() {
                         return Ok(false);
                     }
                     // What came between the log's opening read and now.
@@ -166,12 +175,17 @@ fn drain(
             }
             Command::Unfollow(gone) => {
                 // The follow is dropped, so its channel is found by the
-                // pointer; a newer follow of the same name stays.
+                // pointer; another follow of the same name keeps it.
                 let channel = follows
                     .iter()
-                    .find(|(_, held)| Weak::ptr_eq(held, &gone))
+                    .find(|(_, held)| held.iter().any(|held| Weak::ptr_eq(held, &gone)))
                     .map(|(channel, _)| channel.clone());
-                if let Some(channel) = channel {
+                let unheld = channel.filter(|channel| {
+                    let held = follows.entry(channel.clone()).or_default();
+                    held.retain(|held| !Weak::ptr_eq(held, &gone) && held.strong_count() > 0);
+                    held.is_empty()
+                });
+                if let Some(channel) = unheld {
                     follows.remove(&channel);
                     // No longer held here: stop counting at once.
                     if let Some(name) = channel
@@ -199,24 +213,23 @@ fn drain(
 
 /// A message on a topic's channel: `EPOCH ENTRY` or `deleted EPOCH`.
 fn announced(store: &Shared, follows: &Follows, message: &redis::Msg) {
-    let Some(follow) = follows
-        .get(message.get_channel_name())
-        .and_then(Weak::upgrade)
-    else {
+    let Some(held) = follows.get(message.get_channel_name()) else {
         return;
     };
     let Ok(payload) = message.get_payload::<String>() else {
         return;
     };
-    match payload.split_once(' ') {
-        Some(("deleted", epoch)) => follow.deleted(epoch, store),
-        Some((epoch, entry)) => match Entry::parse(entry) {
-            Some(entry) => follow.announced(store, epoch, entry),
-            None => {
-                let _ = follow.catch_up(store);
-            }
-        },
-        None => {}
+    for follow in held.iter().filter_map(Weak::upgrade) {
+        match payload.split_once(' ') {
+            Some(("deleted", epoch)) => follow.deleted(epoch, store),
+            Some((epoch, entry)) => match Entry::parse(entry) {
+                Some(entry) => follow.announced(store, epoch, entry),
+                None => {
+                    let _ = follow.catch_up(store);
+                }
+            },
+            None => {}
+        }
     }
 }
 
@@ -224,7 +237,7 @@ fn announced(store: &Shared, follows: &Follows, message: &redis::Msg) {
 fn refresh(store: &Shared, follows: &Follows) {
     let ttl = crate::ttl_ms(store.options.ttl);
     let mut pipe = redis::pipe();
-    for follow in follows.values().filter_map(Weak::upgrade) {
+    for follow in live(follows) {
         let keys = &follow.keys;
         pipe.cmd("PEXPIRE").arg(&keys.head).arg(ttl).ignore();
         pipe.cmd("PEXPIRE").arg(&keys.log).arg(ttl).ignore();
@@ -235,7 +248,7 @@ fn refresh(store: &Shared, follows: &Follows) {
 /// Tells Redis what this server holds of every topic it follows and reads
 /// the other servers' counts back, in one pipeline.
 fn presence(store: &Shared, follows: &Follows) {
-    let held: Vec<Arc<Follow>> = follows.values().filter_map(Weak::upgrade).collect();
+    let held: Vec<Arc<Follow>> = live(follows).collect();
     if held.is_empty() {
         return;
     }

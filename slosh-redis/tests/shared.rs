@@ -289,3 +289,29 @@ fn topics_lists_what_every_server_holds() {
     assert!(a.delete("x"));
     eventually("B no longer lists x", || names(&b) == all[1..]);
 }
+
+#[test]
+fn a_second_log_of_a_topic_dropped_leaves_the_first_following_it() {
+    // Requests opening one topic at once each make a log; the hub keeps
+    // the first and drops the rest, and the first must go on hearing what
+    // other servers publish (it did not: the drop unsubscribed the topic).
+    use slosh_core::{Log, TopicName};
+    let redis = TestRedis::start();
+    let (a, _) = hub(&redis, 1);
+    let store = RedisStore::open(&redis.url()).unwrap();
+    let name = TopicName::parse("twice").unwrap();
+    let kept = store.log(&name, 10, Epoch::from_bits(7));
+    let dropped = store.log(&name, 10, Epoch::from_bits(8));
+    drop(dropped);
+    // The drop has reached the watcher once a later follow has: a third
+    // log, made and kept, is subscribed after it.
+    let later = store.log(&TopicName::parse("later").unwrap(), 10, Epoch::from_bits(9));
+    eventually("the watcher subscribed the later topic", || {
+        a.publish("later", &0).unwrap();
+        later.max() > 0
+    });
+    for n in 1..=3 {
+        a.publish("twice", &n).unwrap();
+    }
+    eventually("the kept log heard all three", || kept.max() == 3);
+}
