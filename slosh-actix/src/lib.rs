@@ -277,17 +277,17 @@ async fn handle(request: HttpRequest, payload: web::Payload, hub: web::Data<Hub>
     let outcome = match hub.handle(core_request(&request, body, false), Instant::now()) {
         // Opening the topic may read a file or ask Redis: actix's
         // blocking pool does it, then core decides again.
-        Outcome::Open(open) => match web::block(move || open.run()).await {
-            Ok(()) => hub.handle(
-                core_request(&request, slosh_core::Body::Empty, true),
-                Instant::now(),
-            ),
-            Err(_) => {
+        Outcome::Open(open) => {
+            if !driver::open(open, &Rt).await {
                 return whole(slosh_core::Response::error(
                     &slosh_core::Error::ShuttingDown,
-                ))
+                ));
             }
-        },
+            hub.handle(
+                core_request(&request, slosh_core::Body::Empty, true),
+                Instant::now(),
+            )
+        }
         outcome => outcome,
     };
     match outcome {

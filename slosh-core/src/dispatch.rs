@@ -4,6 +4,7 @@
 //! of that decision is here; the rules each branch applies live in their
 //! own modules (cursors, sessions, decoding, encodings, files).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::batch::Batch;
@@ -353,28 +354,85 @@ impl Hub {
     /// runtime thread ([`Outcome::Open`]), when this server does not hold
     /// it and its store may block (memory opens at once).
     fn opening(&self, request: &Request<'_>, name: &str) -> Option<Open> {
-        let must = !request.opened && self.inner.store.is_some() && self.find(name).is_none();
-        must.then(|| Open {
-            hub: self.clone(),
-            name: name.to_string(),
-        })
+        if request.opened || self.inner.store.is_none() || self.find(name).is_some() {
+            return None;
+        }
+        Some(Open(match self.begin_open(name) {
+            Ok(opening) => Step::Run(Running {
+                hub: self.clone(),
+                name: name.to_string(),
+                opening,
+            }),
+            Err(listener) => Step::Wait(listener),
+        }))
     }
 }
 
 /// A topic to open before a subscription to it is handled, for a store
-/// that may block: see [`Outcome::Open`].
+/// that may block: see [`Outcome::Open`]. The first subscription to ask
+/// opens it; the others, arriving while it is under way, wait for that
+/// one instead of each taking a blocking thread (a thousand subscribers
+/// arriving together would otherwise take a thousand).
 #[derive(Debug)]
-pub struct Open {
+pub struct Open(Step);
+
+#[derive(Debug)]
+enum Step {
+    Run(Running),
+    Wait(event_listener::EventListener),
+}
+
+/// The opening this subscription runs: told over when dropped, run or
+/// not (a client gone before its turn must not leave the others waiting).
+struct Running {
     hub: Hub,
     name: String,
+    opening: Arc<crate::hub::Opening>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.hub.close_gate(&self.name, &self.opening);
+    }
 }
 
 impl Open {
+    /// Whether [`Open::run`] would block on the store (this subscription
+    /// opens the topic) rather than only wait for another's opening,
+    /// which [`Open::wait`] does without a thread.
+    pub fn blocks(&self) -> bool {
+        matches!(self.0, Step::Run(_))
+    }
+
     /// Opens the topic (this may block on the store) unless it is open
-    /// already. Whatever goes wrong (a bad name, too many topics) is
-    /// answered when the request is handled again.
+    /// already, or waits for the opening under way. Whatever goes wrong (a
+    /// bad name, too many topics) is answered when the request is handled
+    /// again.
     pub fn run(self) {
-        self.hub.open(&self.name);
+        match self.0 {
+            Step::Run(running) => running.hub.open(&running.name),
+            Step::Wait(listener) => event_listener::Listener::wait(listener),
+        }
+    }
+
+    /// Waits for the opening under way, if this is such a wait; gives
+    /// itself back when it must [`run`](Open::run) instead.
+    pub async fn wait(self) -> Result<(), Open> {
+        match self.0 {
+            Step::Wait(listener) => {
+                listener.await;
+                Ok(())
+            }
+            step => Err(Open(step)),
+        }
     }
 }
 

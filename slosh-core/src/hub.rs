@@ -104,7 +104,7 @@ pub(crate) struct Inner {
     /// a new topic at once (a thousand subscribers arriving together) make
     /// its log once between them, and wait for that one, instead of each
     /// reading the store. Entries live only while an opening is under way.
-    openings: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    openings: Mutex<HashMap<String, Arc<Opening>>>,
     pub(crate) sessions: Sessions,
     filter: Option<Box<dyn Filter>>,
     log_factory: Box<LogFactory>,
@@ -126,6 +126,16 @@ pub(crate) struct Inner {
 
 /// The topics a hub holds, by name.
 type Table = HashMap<TopicName, Arc<Topic>>;
+
+/// A topic being opened from a store ([`Inner::openings`]).
+#[derive(Default)]
+pub(crate) struct Opening {
+    /// Held while the log is made, so it is made once.
+    gate: Mutex<()>,
+    /// Told when an opening is over: subscriptions that found it under
+    /// way wait for this rather than each taking a blocking thread.
+    done: event_listener::Event,
+}
 
 /// Builds a [`Hub`]: settings, filter, store.
 pub struct Builder {
@@ -460,14 +470,14 @@ impl Hub {
         }
         let parsed = TopicName::parse(name).map_err(Error::BadTopicName)?;
         drop(topics);
-        let gate = self.open_gate(name);
-        let one = gate.lock().unwrap_or_else(PoisonError::into_inner);
+        let opening = self.open_gate(name);
+        let one = opening.gate.lock().unwrap_or_else(PoisonError::into_inner);
         let topics = self.write_topics();
         if let Some(topic) = topics.get(name) {
             // Opened by the request this one waited for.
             let topic = Arc::clone(topic);
             drop(one);
-            self.close_gate(name, gate);
+            self.close_gate(name, &opening);
             return Ok((topics, topic));
         }
         let removals = self.inner.removals.load(Ordering::SeqCst);
@@ -475,7 +485,7 @@ impl Hub {
         let log = self.make_log(&parsed);
         let mut topics = self.write_topics();
         drop(one);
-        self.close_gate(name, gate);
+        self.close_gate(name, &opening);
         let log = (self.inner.removals.load(Ordering::SeqCst) == removals).then_some(log);
         // Another request may have opened it meanwhile: theirs is kept
         // and this log dropped unused.
@@ -483,29 +493,53 @@ impl Hub {
         Ok((topics, topic))
     }
 
-    /// The lock of topic `name`'s opening (see [`Inner::openings`]).
-    fn open_gate(&self, name: &str) -> Arc<Mutex<()>> {
-        let mut openings = self
-            .inner
-            .openings
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    /// Topic `name`'s opening (see [`Inner::openings`]), joined.
+    fn open_gate(&self, name: &str) -> Arc<Opening> {
+        let mut openings = self.lock_openings();
         Arc::clone(openings.entry(name.to_string()).or_default())
     }
 
-    /// Lets go of `gate`, taken by [`Hub::open_gate`]; the last opener of
-    /// `name` forgets it.
-    fn close_gate(&self, name: &str, gate: Arc<Mutex<()>>) {
-        let mut openings = self
-            .inner
+    /// Leaves `opening`, joined by [`Hub::open_gate`] or
+    /// [`Hub::begin_open`]: the last to leave forgets it, and whoever waits
+    /// for it is told to look again.
+    pub(crate) fn close_gate(&self, name: &str, opening: &Arc<Opening>) {
+        {
+            let mut openings = self.lock_openings();
+            // Only ever cloned under this lock: the map's and the caller's
+            // mean nobody else is in it.
+            if Arc::strong_count(opening) == 2 {
+                openings.remove(name);
+            }
+        }
+        opening.done.notify(usize::MAX);
+    }
+
+    /// For a subscription to topic `name`, which this server does not
+    /// hold: the opening to run (the first to ask), or the wait for the
+    /// one under way (everyone after, until it is over).
+    pub(crate) fn begin_open(
+        &self,
+        name: &str,
+    ) -> Result<Arc<Opening>, event_listener::EventListener> {
+        let mut openings = self.lock_openings();
+        match openings.get(name) {
+            // Listening under the lock: the opening is told over only
+            // after it left the map, so this listener hears it.
+            Some(opening) => Err(opening.done.listen()),
+            None => {
+                let opening = Arc::new(Opening::default());
+                openings.insert(name.to_string(), Arc::clone(&opening));
+                Ok(opening)
+            }
+        }
+    }
+
+    fn lock_openings(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Opening>>> {
+        // Every change is one insert or remove.
+        self.inner
             .openings
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Only ever cloned under this lock: the map's and ours mean nobody
-        // else waits on it.
-        if Arc::strong_count(&gate) == 2 {
-            openings.remove(name);
-        }
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A new log for topic `name` from the store (or memory), in a fresh

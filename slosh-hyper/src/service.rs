@@ -117,12 +117,13 @@ impl Slosh {
     /// Opens the topic core asked for off the runtime thread, then decides
     /// on the request again.
     async fn reopen(&self, open: slosh_core::Open, parts: hyper::http::request::Parts) -> Next {
-        match tokio::task::spawn_blocking(move || open.run()).await {
-            Ok(()) => self.dispatch(parts, slosh_core::Body::Empty, true),
-            // Cancelled: the runtime is shutting down.
-            Err(_) => Next::Answer(whole(slosh_core::Response::error(
+        if driver::open(open, &Tokio).await {
+            self.dispatch(parts, slosh_core::Body::Empty, true)
+        } else {
+            // The runtime is shutting down.
+            Next::Answer(whole(slosh_core::Response::error(
                 &slosh_core::Error::ShuttingDown,
-            ))),
+            )))
         }
     }
 

@@ -319,6 +319,96 @@ async fn a_store_slow_to_open_one_topic_holds_up_no_other() {
     assert!(streamed.contains("data: 3"), "{streamed}");
 }
 
+/// A store that counts its openings of topic `crowd` and holds the first
+/// at the gate until the test opens it.
+struct Counted {
+    gate: Arc<(Mutex<bool>, Condvar)>,
+    opened: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl slosh_core::Store for Counted {
+    fn log(&self, name: &TopicName, queue: usize, fresh: Epoch) -> Box<dyn slosh_core::Log> {
+        if name.as_str() == "crowd" {
+            self.opened
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            wait_at(&self.gate);
+        }
+        Box::new(slosh_core::MemoryLog::new(queue, fresh))
+    }
+
+    fn topics(&self) -> Vec<TopicName> {
+        Vec::new()
+    }
+}
+
+/// Threads of this process now.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |tasks| tasks.count())
+}
+
+#[tokio::test]
+async fn subscribers_arriving_together_open_a_topic_once_on_one_thread() {
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let store = Counted {
+        gate: Arc::clone(&gate),
+        opened: Arc::clone(&opened),
+    };
+    let app = spawn_hub(
+        crate::FRONTEND,
+        Hub::builder().store(store).build(),
+        ServeOptions::default(),
+    )
+    .await;
+    let before = threads();
+    const CROWD: usize = 200;
+    let subscribers: Vec<_> = (0..CROWD)
+        .map(|_| {
+            tokio::spawn(exchange(
+                app.addr,
+                "GET /topics/crowd.json?n=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                    .into(),
+            ))
+        })
+        .collect();
+    // Every request has reached the server and waits for the opening.
+    for _ in 0..500 {
+        if opened.load(std::sync::atomic::Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = threads();
+    // One blocking thread opens; the rest wait without one (other tests
+    // of this binary run meanwhile, hence the margin).
+    assert!(
+        during < before + CROWD / 2,
+        "{before} threads before, {during} while {CROWD} subscribers waited"
+    );
+    open_gate(&gate);
+    for _ in 0..500 {
+        if app
+            .hub
+            .info("crowd")
+            .is_some_and(|info| info["subscribers"] == CROWD)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.hub.info("crowd").unwrap()["subscribers"], CROWD);
+    assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 1);
+    app.post_json("crowd", "7").await;
+    for subscriber in subscribers {
+        let answer = tokio::time::timeout(Duration::from_secs(5), subscriber)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(answer.contains(r#""res":[7]"#), "{answer}");
+    }
+}
+
 /// The `Cookie` header a browser would send after `answer`, on top of the
 /// cookies it had (`jar`): every `Set-Cookie` of the answer replaces the
 /// cookie of the same name.

@@ -22,6 +22,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use event_listener::EventListener;
 
+use crate::dispatch::Open;
 use crate::feed::{EndReason, Stall};
 use crate::http::{LongPoll, Response};
 use crate::hub::Hub;
@@ -59,6 +60,21 @@ pub trait Timer {
         work: impl FnOnce() -> R + Send + 'static,
     ) -> impl Future<Output = Option<R>> {
         std::future::ready(Some(work()))
+    }
+}
+
+/// Opens the topic a subscription needs first ([`Outcome::Open`]): the
+/// first subscription to ask runs the opening on the runtime's blocking
+/// pool; the others, arriving meanwhile, wait for it without a thread.
+/// `false` when it could not run (the runtime is shutting down). Then
+/// handle the request again with [`Request::opened`] set.
+///
+/// [`Outcome::Open`]: crate::Outcome::Open
+/// [`Request::opened`]: crate::Request::opened
+pub async fn open<T: Timer>(open: Open, timer: &T) -> bool {
+    match open.wait().await {
+        Ok(()) => true,
+        Err(open) => timer.blocking(move || open.run()).await.is_some(),
     }
 }
 
