@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::batch::Batch;
 use crate::cursor::Resume;
 use crate::decode::{self, BodyKind};
-use crate::error::Error;
+use crate::error::{Denied, Error};
 use crate::feed::Feed;
 use crate::http::{
     add_cors, constant_time_eq, no_content, not_allowed, options, preflight, Body, LongPoll,
@@ -118,7 +118,7 @@ impl Hub {
                 },
                 ("POST", Suffix::Info) => Err(not_allowed(method, "GET")),
                 ("POST", _) => {
-                    self.authorize(request)?;
+                    self.authorize(request, name)?;
                     let json = self.publish_body(request)?;
                     if self.inner.store.is_some() {
                         return Ok(Outcome::Publish(Publish::new(self, name, json)));
@@ -127,7 +127,7 @@ impl Hub {
                     respond(Response::json(200, published.to_json()))
                 }
                 ("DELETE", _) => {
-                    self.authorize(request)?;
+                    self.authorize(request, name)?;
                     if self.delete(name) {
                         respond(Response::json(200, r#"{"ok":true}"#))
                     } else {
@@ -140,23 +140,63 @@ impl Hub {
         }
     }
 
-    /// Checks the publish token, comparing in constant time so the time an
-    /// answer takes says nothing about how much of a guess was right.
-    pub(crate) fn authorize(&self, request: &Request<'_>) -> Result<(), Error> {
-        let Some(token) = &self.inner.settings.publish_token else {
+    /// Whether `request` may publish to (and delete) topic `topic`: with
+    /// no publish token and no token key, anyone may; the publish token
+    /// (compared in constant time, so the time an answer takes says nothing
+    /// about how much of a guess was right) allows every topic; a signed
+    /// token allows the topics it names for publishing.
+    pub(crate) fn authorize(&self, request: &Request<'_>, topic: &str) -> Result<(), Error> {
+        let auth = &self.inner.auth;
+        let publish_token = &self.inner.settings.publish_token;
+        if publish_token.is_none() && !auth.has_key() {
             return Ok(());
-        };
-        // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` and
-        // `BEARER` are the same scheme as `Bearer`.
-        let given = request
-            .authorization
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map_or("", |(_, credentials)| credentials);
-        if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
+        }
+        if let Some(expected) = publish_token {
+            let given = crate::auth::bearer(request).unwrap_or("");
+            if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+                return Ok(());
+            }
+            if !auth.has_key() {
+                return Err(Error::Unauthorized);
+            }
+        }
+        let presented = auth
+            .presented(request)
+            .ok_or(Error::NoToken("publishing"))?;
+        if auth.verify(presented)?.may_publish(topic) {
             Ok(())
         } else {
-            Err(Error::Unauthorized)
+            Err(Error::Forbidden(Denied::Topic {
+                action: "publishing to",
+                topic: topic.to_string(),
+            }))
+        }
+    }
+
+    /// Whether `request` may subscribe to topic `topic`: anyone may to a
+    /// topic that is not private; a private one needs a signed token
+    /// naming it. `Some(until)` when a token let it in that stops being
+    /// taken at `until` (seconds since the Unix epoch): a stream ends then.
+    pub(crate) fn may_subscribe(
+        &self,
+        request: &Request<'_>,
+        topic: &str,
+    ) -> Result<Option<u64>, Error> {
+        let auth = &self.inner.auth;
+        if !auth.is_private(topic) {
+            return Ok(None);
+        }
+        let presented = auth
+            .presented(request)
+            .ok_or(Error::NoToken("subscribing to this topic"))?;
+        let token = auth.verify(presented)?;
+        if token.may_subscribe(topic) {
+            Ok(token.until)
+        } else {
+            Err(Error::Forbidden(Denied::Topic {
+                action: "subscribing to",
+                topic: topic.to_string(),
+            }))
         }
     }
 
@@ -198,6 +238,7 @@ impl Hub {
             (None, true) => session::find_cursor(&request.cookies, name),
             (n, _) => n,
         };
+        self.may_subscribe(request, name)?;
         if let Some(open) = self.opening(request, name) {
             return Ok(Outcome::Open(open));
         }
@@ -260,11 +301,12 @@ impl Hub {
             // 204 is what makes an EventSource stop for good.
             return Ok(Outcome::Respond(no_content()));
         }
+        let until = self.may_subscribe(request, name)?;
         if let Some(open) = self.opening(request, name) {
             return Ok(Outcome::Open(open));
         }
         let subscription = self.subscribe(name, SubscriberKind::Sse)?;
-        let feed = Feed::open(self, subscription, SubscriberKind::Sse, resume, now);
+        let feed = Feed::open(self, subscription, SubscriberKind::Sse, resume, until, now);
         Ok(Outcome::Stream(EventStream::new(feed)))
     }
 
@@ -281,13 +323,21 @@ impl Hub {
         if self.is_shutting_down() {
             return Err(Error::ShuttingDown);
         }
-        let may_publish = self.authorize(request).is_ok();
+        let until = self.may_subscribe(request, name)?;
+        let may_publish = self.authorize(request, name).is_ok();
         if let Some(open) = self.opening(request, name) {
             return Ok(Outcome::Open(open));
         }
         let subscription = self.subscribe(name, SubscriberKind::WebSocket)?;
         let name = subscription.topic().name.clone();
-        let feed = Feed::open(self, subscription, SubscriberKind::WebSocket, resume, now);
+        let feed = Feed::open(
+            self,
+            subscription,
+            SubscriberKind::WebSocket,
+            resume,
+            until,
+            now,
+        );
         Ok(Outcome::Socket(Socket {
             feed,
             hub: self.clone(),

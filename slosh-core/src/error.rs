@@ -44,6 +44,17 @@ pub enum Error {
     /// POST or DELETE without the publish token.
     #[error("publishing needs the header Authorization: Bearer <publish token>")]
     Unauthorized,
+    /// A request that needs a signed token (what it would do is named)
+    /// carried none.
+    #[error("{0} needs a token: send Authorization: Bearer <token>, ?access_token=<token> or the token cookie")]
+    NoToken(&'static str),
+    /// The token carried is not one this server takes: the reason is
+    /// named (signature, algorithm, form).
+    #[error("the token was refused: {0}")]
+    BadToken(String),
+    /// The token is valid, but does not allow this now.
+    #[error("{0}")]
+    Forbidden(Denied),
     /// `.info`, DELETE, or a mailbox POST on a topic that does not exist.
     #[error("no such topic: {0}")]
     NoSuchTopic(String),
@@ -100,6 +111,26 @@ pub enum Error {
     StreamsUnsupported,
 }
 
+/// Why a valid token does not allow a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// Its `exp` has passed.
+    #[error("the token has expired: get a new one")]
+    Expired,
+    /// Its `nbf` is still to come.
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
+    /// It names no pattern matching the topic for this (subscribing or
+    /// publishing).
+    #[error("the token does not allow {action} topic {topic}")]
+    Topic {
+        /// `subscribing to` or `publishing to`.
+        action: &'static str,
+        /// The topic.
+        topic: String,
+    },
+}
+
 impl Error {
     /// The HTTP status this refusal is answered with.
     pub fn status(&self) -> u16 {
@@ -114,7 +145,8 @@ impl Error {
             Error::Decode(DecodeError::UnsupportedType(_)) | Error::BinaryFrame => 415,
             Error::Decode(_) | Error::Unserializable(_) | Error::BodyUnreadable => 400,
             Error::TooLarge { .. } => 413,
-            Error::Unauthorized => 401,
+            Error::Unauthorized | Error::NoToken(_) | Error::BadToken(_) => 401,
+            Error::Forbidden(_) => 403,
             Error::NoSuchTopic(_) | Error::NotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
             Error::TooManyTopics { .. }
@@ -138,7 +170,8 @@ impl Error {
             Error::Decode(DecodeError::Empty) => "empty",
             Error::Decode(_) | Error::Unserializable(_) | Error::BodyUnreadable => "bad_body",
             Error::TooLarge { .. } => "too_large",
-            Error::Unauthorized => "unauthorized",
+            Error::Unauthorized | Error::NoToken(_) | Error::BadToken(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
             Error::NoSuchTopic(_) | Error::NotFound => "not_found",
             Error::BadPath => "bad_path",
             Error::MethodNotAllowed { .. } => "method",
@@ -153,7 +186,7 @@ impl Error {
     }
 
     /// Every reason label, so `/metrics` can list zero counters too.
-    pub const REASONS: [&'static str; 16] = [
+    pub const REASONS: [&'static str; 17] = [
         "bad_topic",
         "bad_cursor",
         "unsupported_type",
@@ -161,6 +194,7 @@ impl Error {
         "bad_body",
         "too_large",
         "unauthorized",
+        "forbidden",
         "not_found",
         "bad_path",
         "method",
@@ -180,6 +214,22 @@ impl Error {
             | Error::TooManySubscribers { .. }
             | Error::TooManySubscribersTotal { .. } => Some(5),
             Error::ShuttingDown | Error::Store(_) => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge of a refusal for want of a token
+    /// (RFC 6750 §3): `invalid_token` for a token refused or expired,
+    /// `insufficient_scope` for one that does not name the topic.
+    pub fn www_authenticate(&self) -> Option<&'static str> {
+        match self {
+            Error::Unauthorized | Error::NoToken(_) => Some(r#"Bearer realm="slosh""#),
+            Error::BadToken(_) | Error::Forbidden(Denied::Expired | Denied::NotYetValid) => {
+                Some(r#"Bearer realm="slosh", error="invalid_token""#)
+            }
+            Error::Forbidden(Denied::Topic { .. }) => {
+                Some(r#"Bearer realm="slosh", error="insufficient_scope""#)
+            }
             _ => None,
         }
     }
@@ -213,6 +263,9 @@ mod tests {
             Error::Decode(DecodeError::NotUtf8),
             Error::TooLarge { limit: 1 },
             Error::Unauthorized,
+            Error::NoToken("subscribing"),
+            Error::BadToken("bad".into()),
+            Error::Forbidden(Denied::Expired),
             Error::NotFound,
             Error::BadPath,
             Error::MethodNotAllowed {

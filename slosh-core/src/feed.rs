@@ -42,6 +42,8 @@ pub enum EndReason {
     /// The subscriber's unsent data passed `max_unsent`; it should reconnect
     /// and resume.
     TooSlow,
+    /// The token that let the subscriber in expired; it needs a new one.
+    TokenExpired,
 }
 
 /// What a [`Feed`] wants next.
@@ -82,6 +84,8 @@ pub(crate) struct Feed {
     progress: Arc<Progress>,
     heartbeat: Duration,
     next_ping: Instant,
+    /// When the token that let this subscriber in stops being taken.
+    expires: Option<Instant>,
     /// Sticky once set: a feed never comes back to life.
     ended: Option<EndReason>,
 }
@@ -100,6 +104,7 @@ impl Feed {
         subscription: Subscription,
         kind: SubscriberKind,
         resume: Option<Resume>,
+        until: Option<u64>,
         now: Instant,
     ) -> Feed {
         let log = &subscription.topic().log;
@@ -123,6 +128,9 @@ impl Feed {
             }),
             heartbeat: hub.inner.settings.heartbeat,
             next_ping: now + hub.inner.settings.heartbeat,
+            expires: until.map(|until| {
+                now + Duration::from_secs(until.saturating_sub(crate::auth::unix_now()))
+            }),
             subscription,
             kind,
             ended: None,
@@ -160,6 +168,10 @@ impl Feed {
         if let Some(reason) = self.ended {
             return FeedStep::End(reason);
         }
+        if self.expires.is_some_and(|at| now >= at) {
+            self.ended = Some(EndReason::TokenExpired);
+            return FeedStep::End(EndReason::TokenExpired);
+        }
         let topic = Arc::clone(self.subscription.topic());
         if let Some(step) = self.read(&topic, now) {
             return step;
@@ -172,7 +184,10 @@ impl Feed {
             self.sent_at(now);
             return FeedStep::Ping;
         }
-        FeedStep::Wait(listener, self.next_ping)
+        let wake = self
+            .expires
+            .map_or(self.next_ping, |at| at.min(self.next_ping));
+        FeedStep::Wait(listener, wake)
     }
 
     /// The end, or the messages after the cursor; `None` when there is

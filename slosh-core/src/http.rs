@@ -201,6 +201,11 @@ impl Response {
         if let Some(allow) = error.allow() {
             response.headers.push(("Allow", allow.into()));
         }
+        if let Some(challenge) = error.www_authenticate() {
+            response
+                .headers
+                .push(("WWW-Authenticate", challenge.into()));
+        }
         if let Some(seconds) = error.retry_after() {
             response
                 .headers

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::auth::{Auth, TokenKey};
 use crate::epoch::Epoch;
 use crate::error::Error;
 use crate::files::StaticRoot;
@@ -122,6 +123,8 @@ pub(crate) struct Inner {
     pub(crate) gone: Gone,
     /// `settings.root`, canonicalized once.
     pub(crate) static_root: Option<StaticRoot>,
+    /// The token key, private topics and token cookie.
+    pub(crate) auth: Auth,
 }
 
 /// The topics a hub holds, by name.
@@ -148,9 +151,19 @@ pub struct Builder {
     store: Option<Arc<dyn Store>>,
     session_ids: Option<Box<RandomSource>>,
     epochs: Option<Box<EpochSource>>,
+    token_key: Option<TokenKey>,
 }
 
 impl Builder {
+    /// Checks signed tokens with `key` ([`auth`](crate::auth)): publishing
+    /// and deleting then need a token allowing the topic (or the publish
+    /// token), and subscribing to a private topic
+    /// ([`Settings::private`]) needs one allowing it.
+    pub fn token_key(mut self, key: TokenKey) -> Builder {
+        self.token_key = Some(key);
+        self
+    }
+
     /// Replaces all settings at once (what a frontend's parsed flags give).
     pub fn settings(mut self, settings: Settings) -> Builder {
         self.settings = settings;
@@ -255,6 +268,11 @@ impl Builder {
         let mut settings = self.settings;
         settings.queue = settings.queue.max(1);
         let static_root = settings.root.as_deref().map(StaticRoot::new);
+        let auth = Auth::new(
+            self.token_key,
+            settings.private.clone(),
+            settings.token_cookie.clone(),
+        );
         let hub = Hub {
             inner: Arc::new(Inner {
                 sessions: Sessions::new(
@@ -279,6 +297,7 @@ impl Builder {
                 shutting_down: AtomicBool::new(false),
                 gone: Gone::default(),
                 static_root,
+                auth,
             }),
         };
         {
@@ -333,6 +352,7 @@ impl Hub {
             store: None,
             session_ids: None,
             epochs: None,
+            token_key: None,
         }
     }
 

@@ -142,6 +142,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod auth;
 pub mod batch;
 pub mod cursor;
 mod decode;
@@ -169,6 +170,7 @@ mod topic;
 mod wake;
 mod xml;
 
+pub use auth::{Grant, Pattern, Signer, TokenKey};
 pub use batch::Batch;
 pub use cursor::{Cursor, Resume};
 pub use decode::{BodyKind, DecodeError};

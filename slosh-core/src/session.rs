@@ -64,7 +64,7 @@ pub(crate) fn find_cookie<'a>(headers: &[&'a str]) -> Option<&'a str> {
 }
 
 /// The value of cookie `wanted` among `Cookie` headers.
-fn find_named<'a>(headers: &[&'a str], wanted: &str) -> Option<&'a str> {
+pub(crate) fn find_named<'a>(headers: &[&'a str], wanted: &str) -> Option<&'a str> {
     headers
         .iter()
         .flat_map(|header| header.split(';'))

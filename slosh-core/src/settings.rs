@@ -75,8 +75,16 @@ pub struct Settings {
     /// then).
     pub root: Option<PathBuf>,
     /// Origins allowed to call cross-origin (`*` for any); empty sends no
-    /// CORS header at all.
+    /// CORS header at all. A listed origin may send cookies (the token
+    /// cookie, sessions); `*` may not.
     pub cors_origins: Vec<String>,
+    /// Topics whose subscribers need a token allowing them
+    /// ([`auth`](crate::auth)); empty: every topic is open to read.
+    pub private: Vec<crate::auth::Pattern>,
+    /// The cookie a token is read from, when no header or query carries
+    /// one ([`auth::DEFAULT_COOKIE`](crate::auth::DEFAULT_COOKIE) when
+    /// `None`).
+    pub token_cookie: Option<String>,
 }
 
 impl Default for Settings {
@@ -99,6 +107,8 @@ impl Default for Settings {
             builtin_demo: true,
             root: None,
             cors_origins: Vec::new(),
+            private: Vec::new(),
+            token_cookie: None,
         }
     }
 }

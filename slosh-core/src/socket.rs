@@ -42,6 +42,8 @@ pub const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// reads no more frames from it, so a client that sends without reading
 /// cannot grow the queue.
 pub const MAX_QUEUED: usize = 32;
+/// Close code 1008: the token that let the socket in expired.
+pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 /// Close code 1009: a frame larger than the socket accepts.
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code 1013: too slow for now; reconnect and resume.
@@ -59,6 +61,7 @@ impl EndReason {
     pub fn close_frame(self) -> (u16, &'static str) {
         match self {
             EndReason::TopicGone => (CLOSE_GOING_AWAY, "topic deleted"),
+            EndReason::TokenExpired => (CLOSE_POLICY_VIOLATION, "token expired"),
             EndReason::ShuttingDown => (CLOSE_GOING_AWAY, "server shutting down"),
             EndReason::TooSlow => (
                 CLOSE_TRY_AGAIN_LATER,

@@ -51,6 +51,9 @@ impl IntoIterator for Chunks {
     }
 }
 
+/// The last event of a stream whose token expired.
+pub const SSE_TOKEN_EXPIRED: &str = "event: end\ndata: {\"reason\":\"token expired\"}\n\n";
+
 /// A Server-Sent Events subscription.
 ///
 /// Send [`EventStream::head`] first, then loop: [`EventStream::poll`] gives
@@ -62,6 +65,8 @@ pub struct EventStream {
     feed: Feed,
     /// Whether `retry:` went out (the first poll sends it).
     started: bool,
+    /// Whether the last event saying why the stream ends went out.
+    said_end: bool,
     /// The allowed CORS origin to answer with, if any.
     pub(crate) cors: Option<String>,
 }
@@ -93,6 +98,7 @@ impl EventStream {
         EventStream {
             feed,
             started: false,
+            said_end: false,
             cors: None,
         }
     }
@@ -142,6 +148,13 @@ impl EventStream {
             // poll ends the stream.
             FeedStep::Wait(..) | FeedStep::End(_) if !out.is_empty() => {}
             FeedStep::Wait(listener, at) => return StreamStep::Wait(listener, at),
+            // Said once, in a last event, so a page can tell the user (or
+            // fetch a new token) before `EventSource` tries again; the end
+            // is sticky, so the next poll ends the stream.
+            FeedStep::End(EndReason::TokenExpired) if !self.said_end => {
+                self.said_end = true;
+                out.push(Bytes::from_static(SSE_TOKEN_EXPIRED.as_bytes()));
+            }
             FeedStep::End(reason) => return StreamStep::End(reason),
         }
         StreamStep::Send(Chunks(out))
