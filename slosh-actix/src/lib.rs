@@ -244,6 +244,45 @@ where
     Ok(())
 }
 
+/// The `Set-Cookie` header that logs a browser in to its private topics:
+/// a token for `grant` signed by `signer`, in the hub's token cookie, so
+/// the page's `EventSource("/topics/NAME.sse")` carries it with no script.
+///
+/// ```
+/// use std::time::Duration;
+/// use actix_web::HttpResponse;
+/// use slosh_actix::slosh_core::{Grant, Hub, Signer};
+///
+/// let signer = Signer::secret(b"the --jwt-secret").unwrap();
+/// let hub = Hub::default();
+/// let grant = Grant {
+///     subject: Some("alice".into()),
+///     subscribe: vec!["notify-alice".into()],
+///     ttl: Duration::from_secs(3600),
+///     ..Grant::default()
+/// };
+/// let answer = HttpResponse::Ok()
+///     .insert_header(slosh_actix::token_cookie(&hub, &signer, &grant).unwrap())
+///     .finish();
+/// assert!(answer.headers()["set-cookie"].to_str().unwrap().starts_with("slosh_auth="));
+/// ```
+pub fn token_cookie(
+    hub: &Hub,
+    signer: &slosh_core::Signer,
+    grant: &slosh_core::Grant,
+) -> Result<
+    (
+        actix_web::http::header::HeaderName,
+        actix_web::http::header::HeaderValue,
+    ),
+    slosh_core::auth::KeyError,
+> {
+    let cookie = hub.token_cookie(signer, grant)?;
+    let value = actix_web::http::header::HeaderValue::from_str(&cookie)
+        .map_err(|error| slosh_core::auth::KeyError::Cookie(error.to_string()))?;
+    Ok((actix_web::http::header::SET_COOKIE, value))
+}
+
 /// Runs [`Hub::sweep`] whenever the hub asks, for ever: idle topics and
 /// expired sessions go away. Spawn it once per hub.
 pub async fn sweep(hub: Hub) {

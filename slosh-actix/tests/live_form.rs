@@ -364,3 +364,92 @@ async fn a_socket_stops_counting_as_a_subscriber_when_its_client_goes() {
     drop(abrupt);
     app.wait_for_subscribers("gone", 0).await;
 }
+
+/// Logs `user` in and returns the `Cookie` header the browser sends back
+/// (read from the raw answer: the token is case-sensitive).
+async fn log_in(app: &LiveForm, user: &str) -> String {
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let request =
+        format!("GET /login?user={user} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    assert!(raw.starts_with("HTTP/1.1 303"), "{raw}");
+    let lower = raw.to_ascii_lowercase();
+    assert!(
+        lower.contains(&format!("location: /notifications?user={user}")),
+        "{raw}"
+    );
+    assert!(lower.contains("httponly"), "{raw}");
+    let line = raw
+        .lines()
+        .find(|line| line.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap();
+    let pair = line
+        .split_once(':')
+        .unwrap()
+        .1
+        .trim()
+        .split(';')
+        .next()
+        .unwrap();
+    assert!(pair.starts_with("slosh_auth="), "{pair}");
+    format!("Cookie: {pair}")
+}
+
+#[tokio::test]
+async fn each_logged_in_user_reads_only_their_own_notifications() {
+    let app = spawn_live_form(&["--jwt-secret", "live-form-test-secret"]);
+    let alice = log_in(&app, "alice").await;
+    let bob = log_in(&app, "bob").await;
+    for (user, message) in [("alice", "for-alice"), ("bob", "for-bob")] {
+        let sent = app
+            .send(
+                "POST",
+                "/notify",
+                &["Content-Type: application/x-www-form-urlencoded"],
+                &format!("user={user}&message={message}"),
+            )
+            .await;
+        assert_eq!(sent.status, 303, "{}", sent.body);
+    }
+    let read = |cookie: &str, user: &str| {
+        let headers: Vec<String> = Some(cookie.to_string())
+            .filter(|c| !c.is_empty())
+            .into_iter()
+            .collect();
+        let target = format!("/topics/notify-{user}.json?n=0");
+        let app = &app;
+        async move {
+            let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+            app.send("GET", &target, &headers, "").await
+        }
+    };
+    let res = |answer: &Answer| serde_json::from_str::<Value>(&answer.body).unwrap()["res"].clone();
+    let mine = read(&alice, "alice").await;
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    assert_eq!(res(&mine), json!(["for-alice"]));
+    let theirs = read(&bob, "bob").await;
+    assert_eq!(res(&theirs), json!(["for-bob"]));
+    assert_eq!(read(&alice, "bob").await.status, 403, "alice read bob's");
+    assert_eq!(read(&bob, "alice").await.status, 403, "bob read alice's");
+    assert_eq!(
+        read("", "alice").await.status,
+        401,
+        "nobody logged in read alice's"
+    );
+    // The public form and its live topic need no login.
+    assert_eq!(app.post_form("name=a&message=b").await.status, 303);
+    let public = app
+        .send("GET", "/topics/submissions.json?n=0", &[], "")
+        .await;
+    assert_eq!(public.status, 200, "{}", public.body);
+}
+
+#[tokio::test]
+async fn without_a_secret_there_are_no_logins() {
+    let app = spawn_live_form(&[]);
+    let answer = app.send("GET", "/login?user=alice", &[], "").await;
+    assert_eq!(answer.status, 503);
+    assert!(answer.body.contains("--jwt-secret"), "{}", answer.body);
+}

@@ -112,6 +112,23 @@ pub struct ServeArgs {
     /// When set, POST and DELETE need `Authorization: Bearer <token>`.
     #[arg(long, env = "SLOSH_PUBLISH_TOKEN", hide_env_values = true)]
     pub publish_token: Option<String>,
+    /// Check signed tokens (JWT) with this HS256 secret: publishing then needs a token allowing the topic, and so does subscribing to a --private topic.
+    #[arg(
+        long,
+        env = "SLOSH_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "jwt_public_key"
+    )]
+    pub jwt_secret: Option<String>,
+    /// Check signed tokens (JWT) with this public key (PEM, RSA for RS256 or EC P-256 for ES256) instead of a secret.
+    #[arg(long, env = "SLOSH_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// The cookie a token is read from (besides Authorization: Bearer and ?access_token=).
+    #[arg(long, env = "SLOSH_JWT_COOKIE", default_value = slosh_core::auth::DEFAULT_COOKIE)]
+    pub jwt_cookie: String,
+    /// Topics whose subscribers need a token naming them: a topic name, or a prefix ending in * (repeatable).
+    #[arg(long = "private", env = "SLOSH_PRIVATE", value_delimiter = ',', value_name = "PATTERN", value_parser = parse_pattern)]
+    pub private: Vec<slosh_core::Pattern>,
     /// An origin allowed to call cross-origin (repeatable, or `*`); none sends no CORS header.
     #[arg(long = "cors-origin", env = "SLOSH_CORS_ORIGIN", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -159,6 +176,11 @@ pub enum SyncMode {
     Always,
     /// In groups, within 50 ms.
     Batch,
+}
+
+/// A `--private` pattern.
+fn parse_pattern(text: &str) -> Result<slosh_core::Pattern, String> {
+    slosh_core::Pattern::parse(text).map_err(|error| error.to_string())
 }
 
 /// `memory`, `file:PATH`, `redis://…` or `rediss://…`.
@@ -222,6 +244,8 @@ impl ServeArgs {
             publish_token: self.publish_token.clone(),
             cors_origins: self.cors_origins.clone(),
             root: self.root.clone(),
+            private: self.private.clone(),
+            token_cookie: Some(self.jwt_cookie.clone()),
             ..Settings::default()
         }
     }
@@ -233,7 +257,10 @@ impl ServeArgs {
     /// (the actix example) the same way.
     #[cfg(feature = "stores")]
     pub fn hub_builder(&self) -> std::io::Result<slosh_core::Builder> {
-        let builder = slosh_core::Hub::builder().settings(self.settings());
+        let mut builder = slosh_core::Hub::builder().settings(self.settings());
+        if let Some(key) = self.token_key()? {
+            builder = builder.token_key(key);
+        }
         Ok(match &self.store {
             Store::Memory => builder,
             Store::File(path) => {
@@ -260,6 +287,36 @@ impl ServeArgs {
                 builder.store(store)
             }
         })
+    }
+
+    /// The key tokens are checked with, from `--jwt-secret` or
+    /// `--jwt-public-key` (read now, so a key that cannot be used stops the
+    /// start with an error naming the file). A `--private` topic with no
+    /// key could never be read: that is refused too.
+    pub fn token_key(&self) -> std::io::Result<Option<slosh_core::TokenKey>> {
+        let invalid =
+            |message: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, message);
+        let key = match (&self.jwt_secret, &self.jwt_public_key) {
+            (Some(secret), _) => Some(
+                slosh_core::TokenKey::secret(secret.as_bytes())
+                    .map_err(|error| invalid(format!("--jwt-secret: {error}")))?,
+            ),
+            (None, Some(path)) => {
+                let pem = std::fs::read(path).map_err(|error| {
+                    invalid(format!("--jwt-public-key {}: {error}", path.display()))
+                })?;
+                Some(slosh_core::TokenKey::public_pem(&pem).map_err(|error| {
+                    invalid(format!("--jwt-public-key {}: {error}", path.display()))
+                })?)
+            }
+            (None, None) => None,
+        };
+        if key.is_none() && !self.private.is_empty() {
+            return Err(invalid(
+                "--private needs --jwt-secret or --jwt-public-key: without a key no token can open a private topic".into(),
+            ));
+        }
+        Ok(key)
     }
 
     /// How the hyper server loop runs.
@@ -371,6 +428,8 @@ pub fn log_listening(address: SocketAddr, args: &ServeArgs) {
         max_unsent = settings.max_unsent,
         max_connections = args.max_connections,
         publish_token = settings.publish_token.is_some(),
+        jwt = args.jwt_secret.is_some() || args.jwt_public_key.is_some(),
+        private = settings.private.len(),
         store = ?args.store,
         "slosh listening"
     );

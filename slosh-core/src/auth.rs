@@ -67,6 +67,10 @@ pub enum KeyError {
     /// The PEM text is neither an RSA nor an EC (P-256) key.
     #[error("not an RSA or EC P-256 key in PEM form ({0})")]
     BadPem(String),
+    /// The token cookie cannot be sent as a header (its configured name
+    /// holds characters a header value cannot).
+    #[error("the token cookie cannot be sent: {0}")]
+    Cookie(String),
 }
 
 impl TokenKey {
@@ -265,6 +269,16 @@ impl Pattern {
     }
 }
 
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)?;
+        if self.prefix {
+            f.write_str("*")?;
+        }
+        Ok(())
+    }
+}
+
 /// Whether `text`, a pattern from a token, matches `name`. A pattern that
 /// is not one matches nothing.
 fn pattern_matches(text: &str, name: &str) -> bool {
@@ -299,6 +313,11 @@ impl Auth {
             private,
             cookie: cookie.unwrap_or_else(|| DEFAULT_COOKIE.to_string()),
         }
+    }
+
+    /// The name of the token cookie.
+    pub(crate) fn cookie(&self) -> &str {
+        &self.cookie
     }
 
     /// Whether a key is configured (then publishing needs a token).

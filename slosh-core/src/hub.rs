@@ -356,6 +356,19 @@ impl Hub {
         }
     }
 
+    /// The `Set-Cookie` value that logs a browser in: a token for `grant`
+    /// signed by `signer`, in this hub's token cookie (`HttpOnly`,
+    /// `SameSite=Lax`, living as long as the token), so the page's
+    /// `EventSource` and WebSocket carry it without any script. The
+    /// adapters' `token_cookie` wraps this as their framework's header.
+    pub fn token_cookie(
+        &self,
+        signer: &crate::auth::Signer,
+        grant: &crate::auth::Grant,
+    ) -> Result<String, crate::auth::KeyError> {
+        signer.cookie(grant, self.inner.auth.cookie())
+    }
+
     /// The settings in force.
     pub fn settings(&self) -> &Settings {
         &self.inner.settings

@@ -173,6 +173,38 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 
 pub use server::{serve, serve_with, sweep, ServeOptions};
+
+/// The `Set-Cookie` header that logs a browser in to its private topics:
+/// a token for `grant` signed by `signer`, in the hub's token cookie, so
+/// the page's `EventSource("/topics/NAME.sse")` carries it with no script.
+///
+/// ```
+/// use std::time::Duration;
+/// use slosh_hyper::slosh_core::{Grant, Hub, Signer};
+///
+/// let signer = Signer::secret(b"the --jwt-secret").unwrap();
+/// let grant = Grant {
+///     subscribe: vec!["notify-bob".into()],
+///     ttl: Duration::from_secs(600),
+///     ..Grant::default()
+/// };
+/// let (name, value) = slosh_hyper::token_cookie(&Hub::default(), &signer, &grant).unwrap();
+/// let answer = hyper::Response::builder()
+///     .header(name, value)
+///     .body(())
+///     .unwrap();
+/// assert!(answer.headers()["set-cookie"].to_str().unwrap().contains("HttpOnly"));
+/// ```
+pub fn token_cookie(
+    hub: &slosh_core::Hub,
+    signer: &slosh_core::Signer,
+    grant: &slosh_core::Grant,
+) -> Result<(hyper::header::HeaderName, hyper::header::HeaderValue), slosh_core::auth::KeyError> {
+    let cookie = hub.token_cookie(signer, grant)?;
+    let value = hyper::header::HeaderValue::from_str(&cookie)
+        .map_err(|error| slosh_core::auth::KeyError::Cookie(error.to_string()))?;
+    Ok((hyper::header::SET_COOKIE, value))
+}
 pub use service::Slosh;
 pub use slosh_core;
 

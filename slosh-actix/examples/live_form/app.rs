@@ -8,12 +8,23 @@ use std::future::Future;
 use actix_web::http::header::{CONTENT_TYPE, LOCATION};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use slosh_actix::slosh_core::Hub;
+use slosh_actix::slosh_core::{Grant, Hub, Pattern, Signer};
 use slosh_actix::ServeOptions;
 use slosh_cli::ServeArgs;
 
 /// The topic every submission is published to.
 pub const TOPIC: &str = "submissions";
+
+/// The users who may log in (no passwords: it is a demo of who sees
+/// what, not of logging in).
+pub const USERS: [&str; 2] = ["alice", "bob"];
+
+/// Each user's notifications go to `notify-USER`, a private topic: only
+/// a token naming it (the login cookie) may read it.
+pub const NOTIFY: &str = "notify-";
+
+/// How long a login lasts.
+const LOGIN: std::time::Duration = std::time::Duration::from_secs(8 * 3600);
 
 /// The form's fields, and the most of each a submission keeps, so a
 /// message stays far under the hub's `max_message`.
@@ -27,11 +38,35 @@ pub async fn serve(
     args: &ServeArgs,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    // With a token secret, each user's notifications are private and the
+    // login mints the cookie that opens them; without one there are no
+    // logins (and every topic is open, as in `slosh-cli serve`).
+    let mut args = args.clone();
+    let signer =
+        match (&args.jwt_secret, &args.jwt_public_key) {
+            (Some(secret), _) => {
+                let private = Pattern::parse(&format!("{NOTIFY}*"))
+                    .map_err(|error| std::io::Error::other(error.to_string()))?;
+                args.private.push(private);
+                Some(
+                    Signer::secret(secret.as_bytes())
+                        .map_err(|error| std::io::Error::other(error.to_string()))?,
+                )
+            }
+            (None, Some(_)) => return Err(std::io::Error::other(
+                "live_form signs its login cookies itself: give --jwt-secret, not --jwt-public-key",
+            )),
+            (None, None) => None,
+        };
     let hub = args.hub_builder()?.build();
     let options = ServeOptions {
         header_timeout: args.header_timeout,
         max_connections: args.max_connections,
         ..ServeOptions::default()
+    };
+    let routes = move |config: &mut web::ServiceConfig| {
+        config.app_data(web::Data::new(signer.clone()));
+        routes(config);
     };
     slosh_actix::serve_app_with(listener, hub, options, routes, shutdown).await
 }
@@ -42,7 +77,85 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/", web::get().to(form_page))
         .route("/form", web::get().to(form_page))
         .route("/form", web::post().to(submit))
-        .route("/live", web::get().to(live_page));
+        .route("/live", web::get().to(live_page))
+        .route("/login", web::get().to(login))
+        .route("/notify", web::post().to(notify))
+        .route("/notifications", web::get().to(notifications_page));
+}
+
+/// Logs `?user=` in: the token cookie for that user's notifications, then
+/// their page.
+async fn login(
+    signer: web::Data<Option<Signer>>,
+    hub: web::Data<Hub>,
+    query: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
+    let Some(signer) = signer.as_ref() else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "logins need a token secret: start live_form with --jwt-secret SECRET".into(),
+        );
+    };
+    let Some(user) = query
+        .get("user")
+        .filter(|user| USERS.contains(&user.as_str()))
+    else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("log in as one of {USERS:?}"),
+        );
+    };
+    let grant = Grant {
+        subject: Some(user.clone()),
+        subscribe: vec![format!("{NOTIFY}{user}")],
+        ttl: LOGIN,
+        ..Grant::default()
+    };
+    match slosh_actix::token_cookie(&hub, signer, &grant) {
+        Ok(cookie) => HttpResponse::SeeOther()
+            .insert_header(cookie)
+            .insert_header((LOCATION, format!("/notifications?user={user}")))
+            .finish(),
+        Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+    }
+}
+
+/// Sends a notification to one user: published in-process, so it needs
+/// no token; only that user's page can read it.
+async fn notify(hub: web::Data<Hub>, form: web::Form<HashMap<String, String>>) -> HttpResponse {
+    let Some(user) = form
+        .get("user")
+        .filter(|user| USERS.contains(&user.as_str()))
+    else {
+        return text(StatusCode::BAD_REQUEST, format!("notify one of {USERS:?}"));
+    };
+    let message: String = form
+        .get("message")
+        .map(|value| value.trim().chars().take(FIELD_LIMIT).collect())
+        .unwrap_or_default();
+    let topic = format!("{NOTIFY}{user}");
+    // A store's write may block: off the worker, as the hub's docs ask.
+    let published = web::block(move || hub.publish(&topic, &message)).await;
+    match published {
+        Ok(Ok(_)) => HttpResponse::SeeOther()
+            .insert_header((LOCATION, "/form?notified"))
+            .finish(),
+        Ok(Err(error)) => text(
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            format!("not sent: {error}"),
+        ),
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()),
+    }
+}
+
+async fn notifications_page() -> HttpResponse {
+    html(NOTIFICATIONS_PAGE)
+}
+
+fn text(status: StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((CONTENT_TYPE, "text/plain; charset=utf-8"))
+        .body(body)
 }
 
 /// Publishes a submitted form and sends the browser back to the form.
@@ -94,6 +207,44 @@ const FORM_PAGE: &str = r#"<!doctype html>
   <p><button>Send</button></p>
 </form>
 <p>Everything sent appears on <a href="/live" target="_blank">the live page</a> at once.</p>
+<h2>Notify one user</h2>
+<form method="post" action="/notify">
+  <p><label>To <select name="user"><option>alice</option><option>bob</option></select></label></p>
+  <p><label>Message <input name="message" maxlength="1000"></label></p>
+  <p><button>Notify</button></p>
+</form>
+<p>Each user sees only their own: log in as <a href="/login?user=alice" target="_blank">alice</a>
+or <a href="/login?user=bob" target="_blank">bob</a> (needs <code>--jwt-secret</code>).</p>
+</html>
+"#;
+
+const NOTIFICATIONS_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<meta charset="utf-8">
+<title>Your notifications</title>
+<h1>Notifications for <span id="user"></span></h1>
+<p id="status">connecting…</p>
+<ul id="notifications"></ul>
+<script>
+  // The login cookie (HttpOnly, unseen here) carries the token: the
+  // EventSource sends it, and only this user's topic lets it in.
+  const user = new URLSearchParams(location.search).get("user") || "";
+  document.getElementById("user").textContent = user;
+  const list = document.getElementById("notifications");
+  const status = document.getElementById("status");
+  const source = new EventSource("/topics/notify-" + encodeURIComponent(user) + ".sse");
+  source.onopen = () => { status.textContent = "live"; };
+  source.onerror = () => {
+    status.textContent = source.readyState === EventSource.CLOSED
+      ? "not allowed: log in again" : "reconnecting…";
+  };
+  source.addEventListener("end", () => { status.textContent = "login expired"; source.close(); });
+  source.onmessage = (event) => {
+    const item = document.createElement("li");
+    item.textContent = JSON.parse(event.data);
+    list.prepend(item);
+  };
+</script>
 </html>
 "#;
 

@@ -23,6 +23,7 @@ mod publish;
 mod reflect;
 mod subscribe;
 mod target;
+mod token;
 mod watch;
 
 use std::process::ExitCode;
@@ -32,6 +33,39 @@ use clap::{ArgMatches, Args, Command, FromArgMatches};
 use slosh_core::settings::{parse_duration, parse_size};
 
 pub use subscribe::Format;
+
+/// `slosh-cli token`: what the token allows and how it is signed.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The server's --jwt-secret (HS256).
+    #[arg(
+        long,
+        env = "SLOSH_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "private_key"
+    )]
+    pub secret: Option<String>,
+    /// A private key (PEM, RSA or EC P-256) whose public half is the server's --jwt-public-key.
+    #[arg(long, value_name = "FILE")]
+    pub private_key: Option<std::path::PathBuf>,
+    /// Topics it may subscribe to: a name, or a prefix ending in * (repeatable).
+    #[arg(long, value_name = "PATTERN", value_parser = parse_pattern)]
+    pub subscribe: Vec<slosh_core::Pattern>,
+    /// Topics it may publish to and delete: a name, or a prefix ending in * (repeatable).
+    #[arg(long, value_name = "PATTERN", value_parser = parse_pattern)]
+    pub publish: Vec<slosh_core::Pattern>,
+    /// How long it is valid (its exp).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub ttl: Duration,
+    /// Whom it is for (its sub claim).
+    #[arg(long)]
+    pub sub: Option<String>,
+}
+
+/// A topic pattern of `token`.
+fn parse_pattern(text: &str) -> Result<slosh_core::Pattern, String> {
+    slosh_core::Pattern::parse(text).map_err(|error| error.to_string())
+}
 
 /// `slosh-cli publish URL [JSON | -]`.
 #[derive(Debug, Clone, Args)]
@@ -97,6 +131,11 @@ pub struct ReflectArgs {
 pub fn add_verbs(command: Command) -> Command {
     command
         .subcommand(
+            TokenArgs::augment_args(Command::new("token")).about(
+                "Print a signed token (JWT) for a server's --jwt-secret or --jwt-public-key.",
+            ),
+        )
+        .subcommand(
             PublishArgs::augment_args(Command::new("publish"))
                 .about("Publish one message, or one per line of stdin; print each id."),
         )
@@ -114,6 +153,13 @@ pub fn add_verbs(command: Command) -> Command {
 /// on a runtime of its own, until it ends, SIGINT or SIGTERM.
 pub fn run_verb(matches: &ArgMatches) -> Option<ExitCode> {
     let (name, arguments) = matches.subcommand()?;
+    if name == "token" {
+        // No network: no runtime either.
+        return Some(match TokenArgs::from_arg_matches(arguments) {
+            Ok(args) => token::run(args),
+            Err(error) => error.exit(),
+        });
+    }
     if !matches!(name, "publish" | "watch" | "reflect") {
         return None;
     }
