@@ -264,7 +264,8 @@ where
 /// let answer = HttpResponse::Ok()
 ///     .insert_header(slosh_actix::token_cookie(&hub, &signer, &grant).unwrap())
 ///     .finish();
-/// assert!(answer.headers()["set-cookie"].to_str().unwrap().starts_with("slosh_auth="));
+/// let cookie = answer.headers().get("set-cookie").unwrap().to_str().unwrap();
+/// assert!(cookie.starts_with("slosh_auth="));
 /// ```
 pub fn token_cookie(
     hub: &Hub,
