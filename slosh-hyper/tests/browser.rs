@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use slosh_core::{Hub, Log, MemoryLog, Settings, TopicName};
+use slosh_core::{Grant, Hub, Log, MemoryLog, Pattern, Settings, Signer, TokenKey, TopicName};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -85,14 +85,91 @@ async fn the_sse_demo_receives_live_resumes_after_a_restart_and_stops_for_a_dele
     // up instead of recreating the topic.
     let deleted = request(addr, "DELETE", "/topics/e2e", "").await;
     assert!(deleted.starts_with("HTTP/1.1 200"), "{deleted}");
-    browser
-        .wait_for_text("#state", "the topic is gone; reload to start it again")
-        .await;
+    browser.wait_for_text("#state", ENDED).await;
     let info = request(addr, "GET", "/topics/e2e.info", "").await;
     assert!(info.starts_with("HTTP/1.1 404"), "recreated: {info}");
 
     browser.close().await;
     server.stop().await;
+}
+
+/// What the demo page says once the server ended its stream for good.
+const ENDED: &str =
+    "the server ended it (the topic is gone, or needs a token); reload to try again";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_topic_reaches_only_the_page_with_the_token_cookie() {
+    const SECRET: &[u8] = b"browser-test-secret";
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hub = Hub::builder()
+        .settings(Settings {
+            private: vec![Pattern::parse("u-*").unwrap()],
+            ..Settings::default()
+        })
+        .token_key(TokenKey::secret(SECRET).unwrap())
+        .build();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(slosh_hyper::serve(listener, hub, async {
+        let _ = stopped.await;
+    }));
+    let signer = Signer::secret(SECRET).unwrap();
+    let mint = |subscribe: &str, publish: &str| {
+        let grant = Grant {
+            subscribe: vec![subscribe.to_string()],
+            publish: vec![publish.to_string()],
+            ttl: Duration::from_secs(600),
+            ..Grant::default()
+        };
+        signer.token(&grant).unwrap()
+    };
+    let publisher = mint("", "*");
+
+    // No cookie: the page is refused and EventSource gives up; the
+    // refusal opened nothing.
+    let mut browser = Browser::launch().await;
+    let page = format!("http://{addr}/chat-sse.html?topic=u-1");
+    browser.open(&page).await;
+    browser.wait_for_text("#state", ENDED).await;
+    let info = request(addr, "GET", "/topics/u-1.info", "").await;
+    assert!(info.starts_with("HTTP/1.1 404"), "opened: {info}");
+
+    // The login cookie, as an application's token_cookie would set it.
+    let set = browser
+        .call(
+            "Network.setCookie",
+            json!({
+                "name": "slosh_auth",
+                "value": mint("u-1", ""),
+                "url": format!("http://{addr}/"),
+                "httpOnly": true,
+            }),
+        )
+        .await;
+    assert_eq!(set["success"], json!(true), "{set}");
+    browser.open(&page).await;
+    browser.wait_for_text("#state", "connected").await;
+    wait_for_subscribers(addr, "u-1", 1).await;
+    for i in 1..=2 {
+        let body = json!({"name": "t", "text": format!("m{i}")}).to_string();
+        let answer = request_as(addr, "POST", "/topics/u-1", &body, &publisher).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    browser.wait_for_log(&ids(1..=2)).await;
+
+    // The same cookie does not open another user's topic.
+    browser
+        .open(&format!("http://{addr}/chat-sse.html?topic=u-2"))
+        .await;
+    browser.wait_for_text("#state", ENDED).await;
+
+    browser.close().await;
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
 
 /// `["1|t: m1", …]`: what the page's log shows for messages `range`.
@@ -155,6 +232,27 @@ async fn request(addr: SocketAddr, method: &str, target: &str, json: &str) -> St
     answer
 }
 
+/// [`request`] with `Authorization: Bearer TOKEN`.
+async fn request_as(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    json: &str,
+    token: &str,
+) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+        json.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
 async fn publish(addr: SocketAddr, topic: &str, i: u32) {
     let body = json!({"name": "t", "text": format!("m{i}")}).to_string();
     let answer = request(addr, "POST", &format!("/topics/{topic}"), &body).await;
@@ -192,7 +290,11 @@ struct Browser {
 impl Browser {
     async fn launch() -> Browser {
         ensure_chromium().await;
-        let profile = std::env::temp_dir().join(format!("slosh-chromium-{}", std::process::id()));
+        // One profile per browser: the tests of this file run at once.
+        static LAUNCHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = LAUNCHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let profile =
+            std::env::temp_dir().join(format!("slosh-chromium-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
         std::fs::create_dir_all(&profile).unwrap();
         let mut child = Command::new(CHROMIUM)
