@@ -333,10 +333,12 @@ impl Auth {
     /// The token `request` carries, from the most explicit place: the
     /// bearer, the query, the cookie.
     pub(crate) fn presented<'a>(&self, request: &Request<'a>) -> Option<&'a str> {
+        // An empty value is no token: it does not hide one further down.
+        let given = |token: &&str| !token.is_empty();
         bearer(request)
-            .or_else(|| query_value(request.query, "access_token"))
-            .or_else(|| crate::session::find_named(&request.cookies, &self.cookie))
-            .filter(|token| !token.is_empty())
+            .filter(given)
+            .or_else(|| query_value(request.query, "access_token").filter(given))
+            .or_else(|| crate::session::find_named(&request.cookies, &self.cookie).filter(given))
     }
 
     /// Checks `token`'s signature, algorithm and times.

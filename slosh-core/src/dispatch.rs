@@ -144,17 +144,22 @@ impl Hub {
     /// no publish token and no token key, anyone may; the publish token
     /// (compared in constant time, so the time an answer takes says nothing
     /// about how much of a guess was right) allows every topic; a signed
-    /// token allows the topics it names for publishing.
-    pub(crate) fn authorize(&self, request: &Request<'_>, topic: &str) -> Result<(), Error> {
+    /// token allows the topics it names for publishing. `Some(until)` when
+    /// a signed token allowed it that stops being taken at `until`.
+    pub(crate) fn authorize(
+        &self,
+        request: &Request<'_>,
+        topic: &str,
+    ) -> Result<Option<u64>, Error> {
         let auth = &self.inner.auth;
         let publish_token = &self.inner.settings.publish_token;
         if publish_token.is_none() && !auth.has_key() {
-            return Ok(());
+            return Ok(None);
         }
         if let Some(expected) = publish_token {
             let given = crate::auth::bearer(request).unwrap_or("");
             if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-                return Ok(());
+                return Ok(None);
             }
             if !auth.has_key() {
                 return Err(Error::Unauthorized);
@@ -163,8 +168,9 @@ impl Hub {
         let presented = auth
             .presented(request)
             .ok_or(Error::NoToken("publishing"))?;
-        if auth.verify(presented)?.may_publish(topic) {
-            Ok(())
+        let token = auth.verify(presented)?;
+        if token.may_publish(topic) {
+            Ok(token.until)
         } else {
             Err(Error::Forbidden(Denied::Topic {
                 action: "publishing to",
@@ -324,7 +330,15 @@ impl Hub {
             return Err(Error::ShuttingDown);
         }
         let until = self.may_subscribe(request, name)?;
-        let may_publish = self.authorize(request, name).is_ok();
+        let publish = self.authorize(request, name);
+        // A right a token gave ends with the token: a socket that may
+        // publish by one is ended at its expiry too, even on a topic
+        // anyone may read.
+        let (publish_until, publish_refusal) = match publish {
+            Ok(until) => (until, None),
+            Err(refusal) => (None, Some(refusal)),
+        };
+        let until = [until, publish_until].into_iter().flatten().min();
         if let Some(open) = self.opening(request, name) {
             return Ok(Outcome::Open(open));
         }
@@ -342,7 +356,7 @@ impl Hub {
             feed,
             hub: self.clone(),
             name,
-            may_publish,
+            publish_refusal,
             key,
         }))
     }

@@ -91,9 +91,10 @@ pub struct Socket {
     pub(crate) feed: Feed,
     pub(crate) hub: Hub,
     pub(crate) name: TopicName,
-    /// Whether the upgrade request carried the publish token (or none is
-    /// needed): without it the socket may subscribe but not publish.
-    pub(crate) may_publish: bool,
+    /// Why the socket may not publish, if it may not: its upgrade request
+    /// carried no publish right for the topic (the publish token, or a
+    /// signed token naming it). Each frame it sends is refused with this.
+    pub(crate) publish_refusal: Option<Error>,
     /// `Sec-WebSocket-Key`, for the adapter's handshake answer.
     pub(crate) key: String,
 }
@@ -103,7 +104,7 @@ impl std::fmt::Debug for Socket {
         f.debug_struct("Socket")
             .field("topic", &self.name)
             .field("cursor", &self.feed.cursor())
-            .field("may_publish", &self.may_publish)
+            .field("may_publish", &self.publish_refusal.is_none())
             .finish_non_exhaustive()
     }
 }
@@ -271,8 +272,8 @@ impl Socket {
 
     /// The message a text frame publishes, if the socket may publish it.
     fn accept(&self, text: &str) -> Result<Json, Error> {
-        if !self.may_publish {
-            return Err(Error::Unauthorized);
+        if let Some(refusal) = &self.publish_refusal {
+            return Err(refusal.clone());
         }
         let limit = self.hub.body_limit();
         if text.len() > limit {

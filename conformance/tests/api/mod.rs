@@ -2,6 +2,7 @@
 //! HTTP/1.1 with a deliberately plain client, so what is tested is exactly
 //! what goes over the wire.
 
+mod auth;
 mod disconnect;
 mod epochs;
 mod expiry;
