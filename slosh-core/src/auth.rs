@@ -297,8 +297,8 @@ pub(crate) struct Auth {
 #[derive(Debug)]
 pub(crate) struct Token {
     rights: Rights,
-    /// When it stops being taken (`exp` plus the leeway), in seconds since
-    /// the Unix epoch.
+    /// The first second it is not taken any more (past `exp` and the
+    /// leeway), in seconds since the Unix epoch.
     pub(crate) until: Option<u64>,
 }
 
@@ -323,6 +323,11 @@ impl Auth {
     /// Whether a key is configured (then publishing needs a token).
     pub(crate) fn has_key(&self) -> bool {
         self.key.is_some()
+    }
+
+    /// Whether any topic is private.
+    pub(crate) fn has_private(&self) -> bool {
+        !self.private.is_empty()
     }
 
     /// Whether subscribing to `name` needs a token.
@@ -354,7 +359,9 @@ impl Auth {
         validation.required_spec_claims.clear();
         match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
             Ok(data) => Ok(Token {
-                until: data.claims.exp.map(|exp| exp.saturating_add(LEEWAY)),
+                // jsonwebtoken takes a token until the second `exp + LEEWAY`
+                // is over (it compares whole seconds): refused from the next.
+                until: data.claims.exp.map(|exp| exp.saturating_add(LEEWAY + 1)),
                 rights: data.claims.slosh,
             }),
             Err(error) => Err(match error.kind() {
@@ -408,6 +415,12 @@ fn query_value<'a>(query: Option<&'a str>, wanted: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
+/// The instant at `until` (seconds since the Unix epoch), seen from `now`.
+pub(crate) fn instant_at(until: u64, now: std::time::Instant) -> std::time::Instant {
+    let at = UNIX_EPOCH + Duration::from_secs(until);
+    now + at.duration_since(SystemTime::now()).unwrap_or_default()
+}
+
 /// Seconds since the Unix epoch now.
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
@@ -457,7 +470,7 @@ mod tests {
         );
         assert!(token.may_publish("out") && !token.may_publish("user-1-x"));
         let until = token.until.unwrap();
-        assert!((unix_now() + 60..=unix_now() + 61 + LEEWAY).contains(&until));
+        assert!((unix_now() + 61..=unix_now() + 62 + LEEWAY).contains(&until));
         // Another secret, another algorithm's key: refused.
         let other = Auth::new(Some(TokenKey::secret(b"other").unwrap()), vec![], None);
         assert!(matches!(

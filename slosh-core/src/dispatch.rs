@@ -99,15 +99,17 @@ impl Hub {
                 _ => Err(Error::NotFound),
             },
             Route::List => match method {
-                "GET" => respond(Response::json(200, self.list().to_string())),
+                "GET" => respond(Response::json(200, self.list_for(request).to_string())),
                 "OPTIONS" => respond(options("GET, OPTIONS")),
                 _ => Err(not_allowed(method, "GET, OPTIONS")),
             },
             Route::Topic { name, suffix } => match (method, suffix) {
-                ("GET", Suffix::Info) => match self.info(name) {
-                    Some(info) => respond(Response::json(200, info.to_string())),
-                    None => Err(Error::NoSuchTopic(name.to_string())),
-                },
+                ("GET", Suffix::Info) => {
+                    match self.may_subscribe(request, name).map(|_| self.info(name))? {
+                        Some(info) => respond(Response::json(200, info.to_string())),
+                        None => Err(Error::NoSuchTopic(name.to_string())),
+                    }
+                }
                 ("GET", Suffix::None | Suffix::Json) if request.wants_websocket() => {
                     self.open_socket(request, name, now)
                 }
@@ -244,7 +246,7 @@ impl Hub {
             (None, true) => session::find_cursor(&request.cookies, name),
             (n, _) => n,
         };
-        self.may_subscribe(request, name)?;
+        let until = self.may_subscribe(request, name)?;
         if let Some(open) = self.opening(request, name) {
             return Ok(Outcome::Open(open));
         }
@@ -270,7 +272,15 @@ impl Hub {
             format,
             session: begun.session,
             new_session: begun.new,
-            deadline: self.inner.settings.poll_timeout.map(|t| now + t),
+            // A poll let in by a token waits no longer than the token
+            // lasts: it answers (empty) then, and the next one is refused.
+            deadline: [
+                self.inner.settings.poll_timeout.map(|t| now + t),
+                until.map(|until| crate::auth::instant_at(until, now)),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             answered: false,
             checked: false,
             cors: None,
@@ -302,12 +312,14 @@ impl Hub {
         if self.is_shutting_down() {
             return Err(Error::ShuttingDown);
         }
+        // Before the 204 below: whether a private topic was deleted is
+        // for those who may read it to learn.
+        let until = self.may_subscribe(request, name)?;
         if request.last_event_id.is_some() && self.inner.gone.contains(name) {
             // A browser reconnecting to a topic that was deleted or expired:
             // 204 is what makes an EventSource stop for good.
             return Ok(Outcome::Respond(no_content()));
         }
-        let until = self.may_subscribe(request, name)?;
         if let Some(open) = self.opening(request, name) {
             return Ok(Outcome::Open(open));
         }
@@ -413,6 +425,24 @@ pub(crate) fn with_cors(cors: Option<String>, outcome: Outcome) -> Outcome {
 }
 
 impl Hub {
+    /// `/topics` as `request` may see it: a private topic is listed only to
+    /// a token that may read it.
+    fn list_for(&self, request: &Request<'_>) -> serde_json::Value {
+        let auth = &self.inner.auth;
+        if !auth.has_private() {
+            return self.list();
+        }
+        let token = auth
+            .presented(request)
+            .and_then(|token| auth.verify(token).ok());
+        self.list_where(|name| {
+            !auth.is_private(name)
+                || token
+                    .as_ref()
+                    .is_some_and(|token| token.may_subscribe(name))
+        })
+    }
+
     /// What `request`, a valid subscription to topic `name`, must wait
     /// for before it subscribes, if anything: the topic opened off the
     /// runtime thread ([`Outcome::Open`]), when this server does not hold

@@ -128,9 +128,7 @@ impl Feed {
             }),
             heartbeat: hub.inner.settings.heartbeat,
             next_ping: now + hub.inner.settings.heartbeat,
-            expires: until.map(|until| {
-                now + Duration::from_secs(until.saturating_sub(crate::auth::unix_now()))
-            }),
+            expires: until.map(|until| crate::auth::instant_at(until, now)),
             subscription,
             kind,
             ended: None,

@@ -303,6 +303,11 @@ pub(crate) fn add_cors(response: &mut Response, allowed: &str) {
             .push(("Access-Control-Allow-Credentials", "true".into()));
         response.headers.push(("Vary", "Origin".into()));
     }
+    // A page elsewhere may read why it was refused and when to retry.
+    response.headers.push((
+        "Access-Control-Expose-Headers",
+        "WWW-Authenticate, Retry-After".into(),
+    ));
 }
 
 /// The answer to a CORS preflight from an allowed origin.

@@ -715,6 +715,11 @@ impl Hub {
 
     /// `{"topics":[INFO,…]}`, sorted by name so the answer is stable.
     pub fn list(&self) -> serde_json::Value {
+        self.list_where(|_| true)
+    }
+
+    /// [`Hub::list`] of the topics whose names `keep` keeps.
+    pub(crate) fn list_where(&self, keep: impl Fn(&str) -> bool) -> serde_json::Value {
         let topics: Vec<Arc<Topic>> = self.read_topics().values().cloned().collect();
         let mut infos: Vec<TopicInfo> = topics.iter().map(|t| t.info()).collect();
         // The topics other servers sharing the store hold and this one
@@ -729,6 +734,7 @@ impl Hub {
                     .filter(|info| !here.contains(&info.name)),
             );
         }
+        infos.retain(|info| keep(&info.name));
         infos.sort_by(|a, b| a.name.cmp(&b.name));
         let infos: Vec<serde_json::Value> = infos.iter().map(TopicInfo::to_json).collect();
         serde_json::json!({ "topics": infos })

@@ -1184,3 +1184,117 @@ async fn a_hub_with_a_public_key_takes_only_tokens_its_private_key_signed() {
         }
     }
 }
+
+// 10. What a private topic shows to those who may not read it.
+
+#[tokio::test]
+async fn a_private_topic_is_described_and_listed_only_to_a_token_that_may_read_it() {
+    let app = serve(private(&["own-*"])).await;
+    app.hub.publish("own-a", &1).unwrap();
+    app.hub.publish("open", &1).unwrap();
+    assert_refused(&app.get("/topics/own-a.info").await, 401, CHALLENGE);
+    let reader = token(&["own-a"], &[]);
+    let info = app
+        .send(
+            "GET",
+            "/topics/own-a.info",
+            &[("Authorization", &bearer(&reader))],
+            b"",
+        )
+        .await;
+    assert_eq!(info.status, 200, "{info:?}");
+    assert_eq!(info.json()["max"], json!(1));
+    let names = |answer: &Answer| -> Vec<String> {
+        answer.json()["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|topic| topic["topic"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&app.get("/topics").await), ["open"]);
+    let listed = app.get(&format!("/topics?access_token={reader}")).await;
+    assert_eq!(names(&listed), ["open", "own-a"]);
+    let other = token(&["own-b"], &[]);
+    let listed = app.get(&format!("/topics?access_token={other}")).await;
+    assert_eq!(names(&listed), ["open"]);
+}
+
+#[tokio::test]
+async fn a_deleted_private_topic_is_no_news_to_a_reconnect_without_a_token() {
+    let app = serve(private(&["own-*"])).await;
+    app.hub.publish("own-a", &1).unwrap();
+    assert!(app.hub.delete("own-a"));
+    let anonymous = app
+        .send("GET", "/topics/own-a.sse", &[("Last-Event-ID", "1")], b"")
+        .await;
+    assert_refused(&anonymous, 401, CHALLENGE);
+    let reader = token(&["own-a"], &[]);
+    let told = app
+        .send(
+            "GET",
+            "/topics/own-a.sse",
+            &[("Last-Event-ID", "1"), ("Authorization", &bearer(&reader))],
+            b"",
+        )
+        .await;
+    assert_eq!(told.status, 204, "{told:?}");
+}
+
+#[tokio::test]
+async fn a_parked_long_poll_answers_when_its_token_expires() {
+    assert_eq!(LEEWAY, 5, "the times below assume 5 s of leeway");
+    let app = serve(private(&["own-*"])).await;
+    // Taken for 1 to 2 s more; the poll timeout is 30 s.
+    let token = signed(&json!({"exp": unix_now() - 4, "slosh": {"subscribe": ["own-*"]}}));
+    let opened = Instant::now();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.send(
+            "GET",
+            "/topics/own-a.json?n=0",
+            &[("Authorization", &bearer(&token))],
+            b"",
+        ),
+    )
+    .await
+    .expect("the poll answered at the token's expiry");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.json()["res"], json!([]));
+    assert!(
+        opened.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        opened.elapsed()
+    );
+    let again = app
+        .send(
+            "GET",
+            "/topics/own-a.json?n=0",
+            &[("Authorization", &bearer(&token))],
+            b"",
+        )
+        .await;
+    assert_refused(&again, 403, INVALID);
+}
+
+#[tokio::test]
+async fn a_page_elsewhere_may_read_why_it_was_refused() {
+    let app = serve(Settings {
+        cors_origins: vec!["https://app.example".into()],
+        ..private(&["own-*"])
+    })
+    .await;
+    let refused = app
+        .send(
+            "GET",
+            "/topics/own-a.json",
+            &[("Origin", "https://app.example")],
+            b"",
+        )
+        .await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        refused.header("Access-Control-Expose-Headers"),
+        Some("WWW-Authenticate, Retry-After")
+    );
+}
