@@ -131,7 +131,8 @@ async fn a_private_topic_reaches_only_the_page_with_the_token_cookie() {
     let page = format!("http://{addr}/chat-sse.html?topic=u-1");
     browser.open(&page).await;
     browser.wait_for_text("#state", ENDED).await;
-    let info = request(addr, "GET", "/topics/u-1.info", "").await;
+    let reader = mint("u-1", "");
+    let info = request_as(addr, "GET", "/topics/u-1.info", "", &reader).await;
     assert!(info.starts_with("HTTP/1.1 404"), "opened: {info}");
 
     // The login cookie, as an application's token_cookie would set it.
@@ -140,7 +141,7 @@ async fn a_private_topic_reaches_only_the_page_with_the_token_cookie() {
             "Network.setCookie",
             json!({
                 "name": "slosh_auth",
-                "value": mint("u-1", ""),
+                "value": reader,
                 "url": format!("http://{addr}/"),
                 "httpOnly": true,
             }),
@@ -149,7 +150,8 @@ async fn a_private_topic_reaches_only_the_page_with_the_token_cookie() {
     assert_eq!(set["success"], json!(true), "{set}");
     browser.open(&page).await;
     browser.wait_for_text("#state", "connected").await;
-    wait_for_subscribers(addr, "u-1", 1).await;
+    // A private topic describes itself only to a token that may read it.
+    wait_for_subscribers_as(addr, "u-1", 1, Some(&reader)).await;
     for i in 1..=2 {
         let body = json!({"name": "t", "text": format!("m{i}")}).to_string();
         let answer = request_as(addr, "POST", "/topics/u-1", &body, &publisher).await;
@@ -261,10 +263,19 @@ async fn publish(addr: SocketAddr, topic: &str, i: u32) {
 }
 
 async fn wait_for_subscribers(addr: SocketAddr, topic: &str, n: u64) {
+    wait_for_subscribers_as(addr, topic, n, None).await;
+}
+
+/// [`wait_for_subscribers`], asking with `token` when there is one.
+async fn wait_for_subscribers_as(addr: SocketAddr, topic: &str, n: u64, token: Option<&str>) {
     let wanted = format!(r#""subscribers":{n}"#);
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let info = request(addr, "GET", &format!("/topics/{topic}.info"), "").await;
+        let target = format!("/topics/{topic}.info");
+        let info = match token {
+            Some(token) => request_as(addr, "GET", &target, "", token).await,
+            None => request(addr, "GET", &target, "").await,
+        };
         if info.contains(&wanted) {
             return;
         }
