@@ -106,6 +106,9 @@ pub struct ServeArgs {
     /// Subscribers at most over all topics.
     #[arg(long, env = "SLOSH_MAX_SUBSCRIBERS_TOTAL", default_value_t = 100_000)]
     pub max_subscribers_total: usize,
+    /// Topics at most on one stream of several (/subscribe.sse?topic=a&topic=b).
+    #[arg(long, env = "SLOSH_MAX_TOPICS_PER_SUBSCRIBER", default_value_t = 64)]
+    pub max_topics_per_subscriber: usize,
     /// Unsent bytes at most per streaming subscriber before it is dropped.
     #[arg(long, env = "SLOSH_MAX_UNSENT", default_value = "1MiB", value_parser = parse_size)]
     pub max_unsent: usize,
@@ -245,6 +248,7 @@ impl ServeArgs {
             cors_origins: self.cors_origins.clone(),
             root: self.root.clone(),
             private: self.private.clone(),
+            max_topics_per_subscriber: self.max_topics_per_subscriber,
             token_cookie: Some(self.jwt_cookie.clone()),
             ..Settings::default()
         }

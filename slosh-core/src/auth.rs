@@ -342,7 +342,7 @@ impl Auth {
         let given = |token: &&str| !token.is_empty();
         bearer(request)
             .filter(given)
-            .or_else(|| query_value(request.query, "access_token").filter(given))
+            .or_else(|| request.param("access_token").filter(given))
             .or_else(|| crate::session::find_named(&request.cookies, &self.cookie).filter(given))
     }
 
@@ -403,16 +403,6 @@ pub(crate) fn bearer<'a>(request: &Request<'a>) -> Option<&'a str> {
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, credentials)| credentials.trim())
-}
-
-/// The value of query parameter `wanted` (the first), as sent: a JWT has
-/// nothing to escape.
-fn query_value<'a>(query: Option<&'a str>, wanted: &str) -> Option<&'a str> {
-    query?
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(key, _)| *key == wanted)
-        .map(|(_, value)| value)
 }
 
 /// The instant at `until` (seconds since the Unix epoch), seen from `now`.

@@ -98,6 +98,11 @@ impl Hub {
                 },
                 _ => Err(Error::NotFound),
             },
+            Route::Subscribe => match method {
+                "GET" => self.open_streams(request, now),
+                "OPTIONS" => respond(options("GET, OPTIONS")),
+                _ => Err(not_allowed(method, "GET, OPTIONS")),
+            },
             Route::List => match method {
                 "GET" => respond(Response::json(200, self.list_for(request).to_string())),
                 "OPTIONS" => respond(options("GET, OPTIONS")),
@@ -328,6 +333,58 @@ impl Hub {
         Ok(Outcome::Stream(EventStream::new(feed)))
     }
 
+    /// One SSE stream of the topics `request`'s `topic` parameters name
+    /// ([`crate::multi`]), each subscribed and authorized as a stream of it
+    /// alone would be.
+    fn open_streams(&self, request: &Request<'_>, now: Instant) -> Result<Outcome, Error> {
+        let settings = &self.inner.settings;
+        let names = crate::multi::topics_param(request.query, settings.max_topics_per_subscriber)?;
+        // Last-Event-ID wins over `n`: it is where the browser really is.
+        let resume = match (request.last_event_id, request.param("n")) {
+            (Some(places), _) | (None, Some(places)) => crate::multi::places(places, names.len())?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            (None, None) => vec![None; names.len()],
+        };
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        let mut until: Option<u64> = None;
+        for name in &names {
+            if let Some(expiry) = self.may_subscribe(request, name)? {
+                until = Some(until.map_or(expiry, |until| until.min(expiry)));
+            }
+        }
+        if request.last_event_id.is_some()
+            && names.iter().any(|name| self.inner.gone.contains(name))
+        {
+            // A reconnect to a stream one of whose topics was deleted or
+            // expired: 204 stops the EventSource, as for that topic alone.
+            return Ok(Outcome::Respond(no_content()));
+        }
+        if let Some(open) = self.opening_all(request, &names) {
+            return Ok(Outcome::Open(open));
+        }
+        let mut feeds = Vec::with_capacity(names.len());
+        for (name, resume) in names.iter().zip(resume) {
+            let subscription = self.subscribe(name, SubscriberKind::Sse)?;
+            feeds.push(Feed::open(
+                self,
+                subscription,
+                SubscriberKind::Sse,
+                resume,
+                None,
+                now,
+            ));
+        }
+        let expires = until.map(|until| crate::auth::instant_at(until, now));
+        match crate::multi::Multi::new(feeds, settings.heartbeat, expires, now) {
+            Some(multi) => Ok(Outcome::Stream(EventStream::many(multi))),
+            None => Err(Error::BadTopicList("name the topics".into())),
+        }
+    }
+
     /// Accepts a WebSocket upgrade on topic `name`, or refuses it with the
     /// status an ordinary GET would get.
     pub(crate) fn open_socket(
@@ -462,6 +519,28 @@ impl Hub {
     }
 }
 
+impl Hub {
+    /// For a stream of several topics: the topics this server does not hold
+    /// yet, opened off the runtime thread one after the other, when its
+    /// store may block.
+    fn opening_all(&self, request: &Request<'_>, names: &[&str]) -> Option<Open> {
+        if request.opened || self.inner.store.is_none() {
+            return None;
+        }
+        let missing: Vec<String> = names
+            .iter()
+            .filter(|name| self.find(name).is_none())
+            .map(|name| name.to_string())
+            .collect();
+        (!missing.is_empty()).then(|| {
+            Open(Step::RunAll {
+                hub: self.clone(),
+                names: missing,
+            })
+        })
+    }
+}
+
 /// A topic to open before a subscription to it is handled, for a store
 /// that may block: see [`Outcome::Open`]. The first subscription to ask
 /// opens it; the others, arriving while it is under way, wait for that
@@ -474,6 +553,12 @@ pub struct Open(Step);
 enum Step {
     Run(Running),
     Wait(event_listener::EventListener),
+    /// Several topics of one stream, each opened in turn (the hub's lock
+    /// per opening still makes each log once).
+    RunAll {
+        hub: Hub,
+        names: Vec<String>,
+    },
 }
 
 /// The opening this subscription runs: told over when dropped, run or
@@ -503,7 +588,7 @@ impl Open {
     /// opens the topic) rather than only wait for another's opening,
     /// which [`Open::wait`] does without a thread.
     pub fn blocks(&self) -> bool {
-        matches!(self.0, Step::Run(_))
+        !matches!(self.0, Step::Wait(_))
     }
 
     /// Opens the topic (this may block on the store) unless it is open
@@ -514,6 +599,11 @@ impl Open {
         match self.0 {
             Step::Run(running) => running.hub.open(&running.name),
             Step::Wait(listener) => event_listener::Listener::wait(listener),
+            Step::RunAll { hub, names } => {
+                for name in &names {
+                    hub.open(name);
+                }
+            }
         }
     }
 

@@ -13,6 +13,10 @@ pub enum Error {
     /// The topic segment breaks the name rule.
     #[error("{0}")]
     BadTopicName(NameError),
+    /// A stream of several topics named none, one twice, or too many; or
+    /// its resume point does not give one place per topic.
+    #[error("{0}")]
+    BadTopicList(String),
     /// The last segment has a suffix other than the four known ones.
     #[error("unknown suffix: a topic URL may end in .json, .xml, .sse or .info")]
     BadSuffix,
@@ -136,6 +140,7 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::BadTopicName(_)
+            | Error::BadTopicList(_)
             | Error::BadSuffix
             | Error::BadCursor(_)
             | Error::BadLastEventId(_)
@@ -161,7 +166,7 @@ impl Error {
     /// The `reason` label of the rejection counter in `/metrics`.
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::BadTopicName(_) | Error::BadSuffix => "bad_topic",
+            Error::BadTopicName(_) | Error::BadTopicList(_) | Error::BadSuffix => "bad_topic",
             Error::BadCursor(_) | Error::BadLastEventId(_) | Error::DuplicateCursor => "bad_cursor",
             Error::Decode(DecodeError::UnsupportedType(_)) | Error::BinaryFrame => {
                 "unsupported_type"

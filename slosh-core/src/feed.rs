@@ -59,7 +59,7 @@ pub(crate) enum FeedStep {
 }
 
 /// What a feed and its [`Stall`] share.
-struct Progress {
+pub(crate) struct Progress {
     /// The topic's running byte total at the last message handed over, or
     /// at connection: everything up to it is no longer owed.
     sent: AtomicU64,
@@ -228,11 +228,50 @@ impl Feed {
     pub(crate) fn stall(&self) -> Stall {
         Stall {
             hub: self.hub.clone(),
-            topic: Arc::clone(self.subscription.topic()),
-            progress: Arc::clone(&self.progress),
             kind: self.kind,
             limit: self.limit(),
+            watch: Watch::One(
+                Arc::clone(self.subscription.topic()),
+                Arc::clone(&self.progress),
+            ),
         }
+    }
+
+    /// For a stream of several topics: the end, or the messages after the
+    /// cursor, read without registering a listener (the stream waits on
+    /// its own event); `None` when there is nothing to hand over.
+    pub(crate) fn poll_ready(&mut self, now: Instant) -> Option<FeedStep> {
+        if let Some(reason) = self.ended {
+            return Some(FeedStep::End(reason));
+        }
+        let topic = Arc::clone(self.subscription.topic());
+        self.read(&topic, now)
+    }
+
+    /// What a stall watch of several topics keeps of this feed.
+    pub(crate) fn stall_part(&self) -> (Arc<Topic>, Arc<Progress>) {
+        (
+            Arc::clone(self.subscription.topic()),
+            Arc::clone(&self.progress),
+        )
+    }
+
+    /// A stall watch over every feed of a stream of several topics, woken
+    /// by the stream's event.
+    pub(crate) fn stall_of_many(
+        feeds: &[Feed],
+        wake: &Arc<event_listener::Event>,
+    ) -> Option<Stall> {
+        let first = feeds.first()?;
+        Some(Stall {
+            hub: first.hub.clone(),
+            kind: first.kind,
+            limit: first.limit(),
+            watch: Watch::Many(
+                feeds.iter().map(Feed::stall_part).collect(),
+                Arc::clone(wake),
+            ),
+        })
     }
 }
 
@@ -268,16 +307,31 @@ fn ending(hub: &Hub, topic: &Topic, progress: &Progress) -> Option<EndReason> {
 #[derive(Clone)]
 pub struct Stall {
     hub: Hub,
-    topic: Arc<Topic>,
-    progress: Arc<Progress>,
     kind: SubscriberKind,
     limit: u64,
+    watch: Watch,
+}
+
+/// The topics a [`Stall`] watches.
+#[derive(Clone)]
+enum Watch {
+    /// One topic, woken by its own event.
+    One(Arc<Topic>, Arc<Progress>),
+    /// Several (a stream of several topics), woken by the stream's event.
+    Many(
+        Arc<[(Arc<Topic>, Arc<Progress>)]>,
+        Arc<event_listener::Event>,
+    ),
 }
 
 impl std::fmt::Debug for Stall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let topics: Vec<&str> = match &self.watch {
+            Watch::One(topic, _) => vec![topic.name.as_str()],
+            Watch::Many(parts, _) => parts.iter().map(|(topic, _)| topic.name.as_str()).collect(),
+        };
         f.debug_struct("Stall")
-            .field("topic", &self.topic.name)
+            .field("topics", &topics)
             .field("kind", &self.kind)
             .finish_non_exhaustive()
     }
@@ -288,20 +342,37 @@ impl Stall {
     /// close its connection now), or the listener to await before checking
     /// again (a publish, a delete or shutdown wakes it).
     pub fn check(&self) -> Wake<EndReason> {
-        let listener = self.topic.listen();
-        if let Some(reason) = ending(&self.hub, &self.topic, &self.progress) {
-            return Wake::Ready(reason);
+        let listener = match &self.watch {
+            Watch::One(topic, _) => topic.listen(),
+            Watch::Many(_, wake) => wake.listen(),
+        };
+        let over = match &self.watch {
+            Watch::One(topic, progress) => self.over(topic, progress),
+            Watch::Many(parts, _) => parts
+                .iter()
+                .find_map(|(topic, progress)| self.over(topic, progress)),
+        };
+        match over {
+            Some(reason) => Wake::Ready(reason),
+            None => Wake::Wait(listener),
         }
-        let unsent = self
-            .topic
+    }
+
+    /// Why the subscription is over on `topic`, if it is: ended, or past
+    /// the unsent bound (counted once).
+    fn over(&self, topic: &Topic, progress: &Progress) -> Option<EndReason> {
+        if let Some(reason) = ending(&self.hub, topic, progress) {
+            return Some(reason);
+        }
+        let unsent = topic
             .log
             .head()
             .end
-            .saturating_sub(self.progress.sent.load(Ordering::SeqCst));
+            .saturating_sub(progress.sent.load(Ordering::SeqCst));
         if unsent > self.limit {
-            self.progress.drop_slow(&self.hub, self.kind);
-            return Wake::Ready(EndReason::TooSlow);
+            progress.drop_slow(&self.hub, self.kind);
+            return Some(EndReason::TooSlow);
         }
-        Wake::Wait(listener)
+        None
     }
 }

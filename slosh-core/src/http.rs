@@ -149,6 +149,15 @@ impl<'a> Request<'a> {
     }
 
     /// The resume point given by `n`, if any.
+    /// The first value of query parameter `name`, as sent.
+    pub(crate) fn param(&self, name: &str) -> Option<&'a str> {
+        self.query?
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+    }
+
     pub(crate) fn cursor_param(&self) -> Result<Option<Resume>, Error> {
         let mut found = None;
         for pair in self.query.unwrap_or("").split('&') {

@@ -159,6 +159,7 @@ pub mod http;
 pub mod hub;
 pub mod message;
 pub mod metrics;
+mod multi;
 pub mod name;
 pub mod route;
 mod session;

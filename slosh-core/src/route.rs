@@ -20,6 +20,9 @@ pub enum Route<'a> {
         /// The suffix of the last segment.
         suffix: Suffix,
     },
+    /// `/subscribe.sse`: one stream of the topics its `topic` parameters
+    /// name ([`crate::multi`]).
+    Subscribe,
     /// `/healthz`.
     Health,
     /// `/metrics`.
@@ -63,6 +66,7 @@ pub fn route(path: &str) -> Result<Route<'_>, Error> {
     match path {
         "/healthz" => return Ok(Route::Health),
         "/metrics" => return Ok(Route::Metrics),
+        "/subscribe.sse" => return Ok(Route::Subscribe),
         _ => {}
     }
     let Some(rest) = path.strip_prefix(TOPICS_PREFIX) else {

@@ -78,6 +78,9 @@ pub struct Settings {
     /// CORS header at all. A listed origin may send cookies (the token
     /// cookie, sessions); `*` may not.
     pub cors_origins: Vec<String>,
+    /// Topics at most on one stream of several
+    /// (`/subscribe.sse?topic=a&topic=b`).
+    pub max_topics_per_subscriber: usize,
     /// Topics whose subscribers need a token allowing them
     /// ([`auth`](crate::auth)); empty: every topic is open to read.
     pub private: Vec<crate::auth::Pattern>,
@@ -109,6 +112,7 @@ impl Default for Settings {
             cors_origins: Vec::new(),
             private: Vec::new(),
             token_cookie: None,
+            max_topics_per_subscriber: 64,
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::batch::{SSE_PING, SSE_RETRY};
 use crate::cursor::Cursor;
 use crate::feed::{EndReason, Feed, FeedStep, Stall};
 use crate::http::{add_cors, Response};
+use crate::multi::{Multi, MultiStep};
 
 /// What a stream hands its adapter in one step: the bytes to write, in
 /// order, as separate reference-counted pieces. Each message's piece is the
@@ -62,7 +63,7 @@ pub const SSE_TOKEN_EXPIRED: &str = "event: end\ndata: {\"reason\":\"token expir
 /// more; while a write is pending, watch [`EventStream::stall`] so a reader
 /// that stopped reading is dropped at the `max_unsent` bound.
 pub struct EventStream {
-    feed: Feed,
+    source: Source,
     /// Whether `retry:` went out (the first poll sends it).
     started: bool,
     /// Whether the last event saying why the stream ends went out.
@@ -71,11 +72,23 @@ pub struct EventStream {
     pub(crate) cors: Option<String>,
 }
 
+/// What an [`EventStream`] follows.
+enum Source {
+    /// One topic (`/topics/NAME.sse`).
+    One(Feed),
+    /// Several (`/subscribe.sse?topic=a&topic=b`).
+    Many(Multi),
+}
+
 impl std::fmt::Debug for EventStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let topics = match &self.source {
+            Source::One(feed) => vec![feed.topic().name.as_str()],
+            Source::Many(multi) => multi.names(),
+        };
         f.debug_struct("EventStream")
-            .field("topic", &self.feed.topic().name)
-            .field("cursor", &self.feed.cursor())
+            .field("topics", &topics)
+            .field("cursor", &self.cursor())
             .finish_non_exhaustive()
     }
 }
@@ -95,8 +108,17 @@ pub enum StreamStep {
 
 impl EventStream {
     pub(crate) fn new(feed: Feed) -> EventStream {
+        EventStream::of(Source::One(feed))
+    }
+
+    /// A stream of several topics.
+    pub(crate) fn many(multi: Multi) -> EventStream {
+        EventStream::of(Source::Many(multi))
+    }
+
+    fn of(source: Source) -> EventStream {
         EventStream {
-            feed,
+            source,
             started: false,
             said_end: false,
             cors: None,
@@ -120,28 +142,60 @@ impl EventStream {
         head
     }
 
-    /// The id of the newest message sent (or the resume point).
+    /// The id of the newest message sent (or the resume point); of the
+    /// first topic, for a stream of several.
     pub fn cursor(&self) -> Cursor {
-        self.feed.cursor()
+        match &self.source {
+            Source::One(feed) => feed.cursor(),
+            Source::Many(multi) => multi.first_cursor(),
+        }
     }
 
     /// The watch to keep while a write is pending (see [`Stall`]).
     pub fn stall(&self) -> Stall {
-        self.feed.stall()
+        match &self.source {
+            Source::One(feed) => feed.stall(),
+            Source::Many(multi) => multi.stall(),
+        }
     }
 
     /// The next step at `now`.
     pub fn poll(&mut self, now: Instant) -> StreamStep {
         let mut out = Vec::new();
+        let feed = match &mut self.source {
+            Source::One(feed) => feed,
+            Source::Many(multi) => {
+                if !self.started {
+                    self.started = true;
+                    out.push(Bytes::from_static(SSE_RETRY.as_bytes()));
+                    multi.take_resets(&mut out);
+                    multi.sent_at(now);
+                }
+                return match multi.poll(now, &mut out) {
+                    MultiStep::Send => StreamStep::Send(Chunks(out)),
+                    // `retry:` still goes out first.
+                    MultiStep::Wait(..) | MultiStep::End(_) if !out.is_empty() => {
+                        StreamStep::Send(Chunks(out))
+                    }
+                    MultiStep::Wait(listener, at) => StreamStep::Wait(listener, at),
+                    MultiStep::End(EndReason::TokenExpired) if !self.said_end => {
+                        self.said_end = true;
+                        out.push(Bytes::from_static(SSE_TOKEN_EXPIRED.as_bytes()));
+                        StreamStep::Send(Chunks(out))
+                    }
+                    MultiStep::End(reason) => StreamStep::End(reason),
+                };
+            }
+        };
         if !self.started {
             self.started = true;
             out.push(Bytes::from_static(SSE_RETRY.as_bytes()));
-            if self.feed.take_reset() {
+            if feed.take_reset() {
                 out.push(crate::batch::sse_reset());
             }
-            self.feed.sent_at(now);
+            feed.sent_at(now);
         }
-        match self.feed.poll(now) {
+        match feed.poll(now) {
             FeedStep::Deliver(batch) => batch.sse_chunks(&mut out),
             FeedStep::Ping => out.push(Bytes::from_static(SSE_PING.as_bytes())),
             // `retry:` still goes out first; the end is sticky, so the next

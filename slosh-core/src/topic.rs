@@ -35,6 +35,12 @@ pub(crate) struct Topic {
     closed: AtomicBool,
     /// What the sweeper remembers between sweeps.
     sweep: Mutex<SweepState>,
+    /// The wake events of streams following several topics, this one
+    /// among them ([`Topic::watch`]): notified with the topic's own. A
+    /// stream waits on its one event rather than a listener per topic.
+    watchers: Mutex<Vec<Arc<Event>>>,
+    /// `watchers.len()`, read without the lock on every notify.
+    watched: AtomicUsize,
 }
 
 /// Expiry bookkeeping, touched only by the sweeper: the hot paths (publish,
@@ -60,6 +66,8 @@ impl Topic {
             publishing: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             sweep: Mutex::new(SweepState::default()),
+            watchers: Mutex::new(Vec::new()),
+            watched: AtomicUsize::new(0),
         }
     }
 
@@ -67,8 +75,35 @@ impl Topic {
     /// when the store could not keep it.
     pub(crate) fn append(&self, json: Json) -> Result<Message, crate::store::StoreError> {
         let message = self.log.append(json)?;
-        self.event.notify(usize::MAX);
+        self.notify();
         Ok(message)
+    }
+
+    /// Wakes this topic's waiters and the streams watching it.
+    fn notify(&self) {
+        self.event.notify(usize::MAX);
+        if self.watched.load(Ordering::SeqCst) > 0 {
+            let watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+            for watcher in watchers.iter() {
+                watcher.notify(usize::MAX);
+            }
+        }
+    }
+
+    /// Has `wake` notified whenever this topic's subscribers are, until
+    /// [`Topic::unwatch`]: how a stream of several topics waits on one
+    /// event.
+    pub(crate) fn watch(&self, wake: &Arc<Event>) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        watchers.push(Arc::clone(wake));
+        self.watched.store(watchers.len(), Ordering::SeqCst);
+    }
+
+    /// Stops notifying `wake` ([`Topic::watch`]).
+    pub(crate) fn unwatch(&self, wake: &Arc<Event>) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        watchers.retain(|watcher| !Arc::ptr_eq(watcher, wake));
+        self.watched.store(watchers.len(), Ordering::SeqCst);
     }
 
     /// A listener to register *before* reading the log.
@@ -78,7 +113,7 @@ impl Topic {
 
     /// Wakes every subscriber (shutdown: they look at the hub's flag).
     pub(crate) fn wake_all(&self) {
-        self.event.notify(usize::MAX);
+        self.notify();
     }
 
     /// Ends every subscriber: the topic was deleted or expired here, and
@@ -92,7 +127,7 @@ impl Topic {
     /// said this life of the topic is over (see [`crate::Change`]).
     pub(crate) fn end(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        self.event.notify(usize::MAX);
+        self.notify();
     }
 
     pub(crate) fn is_closed(&self) -> bool {

@@ -11,6 +11,7 @@ pub mod helpers;
 mod hostile;
 mod limits;
 mod long_poll;
+mod multi;
 mod panic;
 mod server;
 mod server_loop;

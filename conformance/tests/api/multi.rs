@@ -1,0 +1,227 @@
+//! One SSE stream of several topics (`/subscribe.sse?topic=a&topic=b`):
+//! each event names its topic, the id is every topic's place, a reconnect
+//! resumes each topic where it was, and gaps, resets, tokens, limits and
+//! deletions work per topic as on a stream of that topic alone.
+
+use std::time::Duration;
+
+use serde_json::json;
+use slosh_core::auth::{Grant, Pattern, Signer, TokenKey};
+use slosh_core::{Epoch, Hub, Settings};
+
+use super::helpers::{read_until, spawn_app_with, spawn_hub, App, ServeOptions, EPOCH};
+
+/// `id: …\ndata: {"topic":T,"data":MSG}` as the stream writes it.
+fn event(places: &str, topic: &str, data: &str) -> String {
+    format!("id: {places}\ndata: {{\"topic\":\"{topic}\",\"data\":{data}}}\n\n")
+}
+
+/// `N@EPOCH` for each of `ids`, comma-separated.
+fn places(ids: &[u64]) -> String {
+    ids.iter()
+        .map(|id| format!("{id}@{EPOCH}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[tokio::test]
+async fn events_of_three_topics_arrive_on_one_stream_each_naming_its_topic() {
+    let app = spawn_app_with(Settings::default()).await;
+    app.hub.publish("a", &"a1").unwrap();
+    let mut stream = app
+        .open("/subscribe.sse?topic=a&topic=b&topic=c&n=0,0,0", &[])
+        .await;
+    let mut seen = String::new();
+    read_until(
+        &mut stream,
+        &mut seen,
+        &event(&places(&[1, 0, 0]), "a", "\"a1\""),
+    )
+    .await;
+    for topic in ["a", "b", "c"] {
+        app.wait_for_subscribers(topic, 1).await;
+    }
+    // Order across topics is the order the stream finds them in; within
+    // a topic it is always the topic's.
+    app.hub.publish("c", &"c1").unwrap();
+    let c1 = event(&places(&[1, 0, 1]), "c", "\"c1\"");
+    read_until(&mut stream, &mut seen, &c1).await;
+    app.hub.publish("b", &json!({"x": 1})).unwrap();
+    let b1 = event(&places(&[1, 1, 1]), "b", r#"{"x":1}"#);
+    read_until(&mut stream, &mut seen, &b1).await;
+    app.hub.publish("a", &"a2").unwrap();
+    let a2 = event(&places(&[2, 1, 1]), "a", "\"a2\"");
+    read_until(&mut stream, &mut seen, &a2).await;
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(seen
+        .to_ascii_lowercase()
+        .contains("content-type: text/event-stream"));
+    drop(stream);
+    for topic in ["a", "b", "c"] {
+        app.wait_for_subscribers(topic, 0).await;
+    }
+}
+
+#[tokio::test]
+async fn a_reconnect_resumes_every_topic_where_it_was() {
+    let app = spawn_app_with(Settings::default()).await;
+    for n in 1..=2 {
+        app.hub.publish("a", &n).unwrap();
+        app.hub.publish("b", &(10 + n)).unwrap();
+    }
+    // Away at a=1, b=2; meanwhile both move on.
+    app.hub.publish("a", &3).unwrap();
+    app.hub.publish("b", &13).unwrap();
+    let mut stream = app
+        .open(
+            "/subscribe.sse?topic=a&topic=b",
+            &[("Last-Event-ID", &places(&[1, 2]))],
+        )
+        .await;
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, &event(&places(&[3, 2]), "a", "3")).await;
+    read_until(&mut stream, &mut seen, &event(&places(&[3, 3]), "b", "13")).await;
+    // a's 2 comes before its 3, and nothing already seen comes again.
+    assert!(seen.contains(&event(&places(&[2, 2]), "a", "2")), "{seen}");
+    assert!(
+        !seen.contains("\"data\":1}")
+            && !seen.contains("\"data\":11}")
+            && !seen.contains("\"data\":12}"),
+        "{seen}"
+    );
+    assert!(!seen.contains("event: gap"), "{seen}");
+}
+
+#[tokio::test]
+async fn gaps_and_resets_are_told_for_their_topic_only() {
+    let app = spawn_app_with(Settings {
+        queue: 2,
+        ..Settings::default()
+    })
+    .await;
+    for n in 1..=5 {
+        app.hub.publish("b", &n).unwrap();
+    }
+    app.hub.publish("a", &1).unwrap();
+    // b resumes at 1: 2 messages fell out of its buffer; a's place is of
+    // another life: a reset.
+    let mut stream = app
+        .open(
+            "/subscribe.sse?topic=a&topic=b",
+            &[("Last-Event-ID", "0@bbbbbbbb,1")],
+        )
+        .await;
+    let mut seen = String::new();
+    read_until(
+        &mut stream,
+        &mut seen,
+        "event: gap\ndata: {\"topic\":\"a\",\"missed\":null}\n\n",
+    )
+    .await;
+    read_until(
+        &mut stream,
+        &mut seen,
+        "event: gap\ndata: {\"topic\":\"b\",\"missed\":2}\n\n",
+    )
+    .await;
+    read_until(&mut stream, &mut seen, &event(&places(&[1, 5]), "b", "5")).await;
+    assert!(seen.contains(&event(&places(&[1, 1]), "a", "1")), "{seen}");
+}
+
+#[tokio::test]
+async fn the_topic_list_is_checked_and_bounded() {
+    let app = spawn_app_with(Settings {
+        max_topics_per_subscriber: 3,
+        ..Settings::default()
+    })
+    .await;
+    for (target, needle) in [
+        ("/subscribe.sse", "name the topics"),
+        ("/subscribe.sse?topic=a&topic=a", "given twice"),
+        (
+            "/subscribe.sse?topic=a&topic=b&topic=c&topic=d",
+            "at most 3 topics",
+        ),
+        ("/subscribe.sse?topic=a%2Fb", "topic name"),
+        ("/subscribe.sse?topic=a&topic=b&n=1", "one place per topic"),
+    ] {
+        let answer = app.get(target).await;
+        assert_eq!(answer.status, 400, "{target}: {answer:?}");
+        assert!(answer.body.contains(needle), "{target}: {}", answer.body);
+    }
+    assert!(
+        app.hub.info("a").is_none(),
+        "a refused stream opened a topic"
+    );
+    let answer = app.send("POST", "/subscribe.sse?topic=a", &[], b"1").await;
+    assert_eq!(answer.status, 405);
+}
+
+#[tokio::test]
+async fn every_private_topic_of_a_stream_needs_the_token() {
+    const SECRET: &[u8] = b"multi-topic secret";
+    let hub = Hub::builder()
+        .settings(Settings {
+            private: vec![Pattern::parse("p-*").unwrap()],
+            ..Settings::default()
+        })
+        .epochs(|| Epoch::from_bits(0))
+        .token_key(TokenKey::secret(SECRET).unwrap())
+        .build();
+    let app: App = spawn_hub(crate::FRONTEND, hub, ServeOptions::default()).await;
+    let target = "/subscribe.sse?topic=open&topic=p-1";
+    let refused = app.get(target).await;
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let token = |subscribe: &str, ttl: u64| {
+        Signer::secret(SECRET)
+            .unwrap()
+            .token(&Grant {
+                subscribe: vec![subscribe.to_string()],
+                ttl: Duration::from_secs(ttl),
+                ..Grant::default()
+            })
+            .unwrap()
+    };
+    let other = app
+        .get(&format!("{target}&access_token={}", token("p-2", 60)))
+        .await;
+    assert_eq!(other.status, 403, "{other:?}");
+    app.hub.publish("p-1", &1).unwrap();
+    let mut stream = app
+        .open(
+            &format!("{target}&n=0,0&access_token={}", token("p-1", 60)),
+            &[],
+        )
+        .await;
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, &event(&places(&[0, 1]), "p-1", "1")).await;
+}
+
+#[tokio::test]
+async fn a_deleted_topic_ends_the_stream_and_its_reconnect_is_told_to_stop() {
+    let app = spawn_app_with(Settings::default()).await;
+    app.hub.publish("a", &1).unwrap();
+    app.hub.publish("b", &1).unwrap();
+    let mut stream = app
+        .open(
+            "/subscribe.sse?topic=a&topic=b&n=0,0",
+            &[("Connection", "close")],
+        )
+        .await;
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, &event(&places(&[1, 1]), "b", "1")).await;
+    assert!(app.hub.delete("b"));
+    // The body ends (the chunked terminator) and the connection closes.
+    read_until(&mut stream, &mut seen, "0\r\n\r\n").await;
+    app.wait_for_subscribers("a", 0).await;
+    let again = app
+        .send(
+            "GET",
+            "/subscribe.sse?topic=a&topic=b",
+            &[("Last-Event-ID", &places(&[1, 1]))],
+            b"",
+        )
+        .await;
+    assert_eq!(again.status, 204, "{again:?}");
+    assert!(app.hub.info("b").is_none(), "the reconnect made b again");
+}

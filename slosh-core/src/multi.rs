@@ -1,0 +1,301 @@
+//! A Server-Sent Events stream of several topics at once
+//! (`GET /subscribe.sse?topic=a&topic=b`), so a page follows them on one
+//! connection (browsers allow six per origin over HTTP/1.1).
+//!
+//! **One feed per topic.** Each topic keeps its own [`Feed`]: cursor,
+//! epoch, reset, gaps, `max_unsent` bound, exactly as a stream of that
+//! topic alone would, so the per-topic rules hold by construction (and a
+//! property test compares the two). What the stream adds is one heartbeat,
+//! one token expiry and one wake-up: every topic notifies the stream's own
+//! event ([`Topic::watch`](crate::topic::Topic)), so it waits on a single
+//! listener whatever the number of topics.
+//!
+//! **The wire.** Each message is one event whose data says its topic,
+//! `data: {"topic":"a","data":MSG}` (one `onmessage` serves every topic,
+//! and a topic named like one of slosh's events cannot collide with it);
+//! a gap is `event: gap` with `{"topic":"a","missed":N}` (`null` for a
+//! reset). The event's id is every topic's place, in the order of the
+//! `topic` parameters: `id: 5@E1,7@E2`. A reconnecting `EventSource` sends
+//! it back as `Last-Event-ID` to the same URL, so every topic resumes
+//! where it was; `n` takes the same form.
+//!
+//! **The end.** The stream ends when any of its topics ends (deleted,
+//! expired, reset by a shared store), when it is too slow on any topic,
+//! when its token runs out, or at shutdown; its reconnect then finds the
+//! deleted topic gone (`204`), as a stream of that topic alone would.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use event_listener::Event;
+
+use crate::batch::{Batch, SSE_PING};
+use crate::cursor::Resume;
+use crate::error::Error;
+use crate::feed::{EndReason, Feed, FeedStep, Stall};
+use crate::name;
+
+/// What a [`Multi`] wants next; see [`crate::StreamStep`].
+pub(crate) enum MultiStep {
+    /// The chunks appended to the caller's buffer are to be sent.
+    Send,
+    /// Await the listener or the instant, then poll again.
+    Wait(event_listener::EventListener, Instant),
+    /// The stream is over.
+    End(EndReason),
+}
+
+/// Several topics' feeds behind one stream.
+pub(crate) struct Multi {
+    feeds: Vec<Feed>,
+    /// Notified by every topic of the stream.
+    wake: Arc<Event>,
+    heartbeat: Duration,
+    next_ping: Instant,
+    /// When the token that let the stream in stops being taken.
+    expires: Option<Instant>,
+    /// Sticky once set.
+    ended: Option<EndReason>,
+    /// The watch over every topic while a write is pending.
+    stall: Stall,
+}
+
+impl Multi {
+    /// The stream of `feeds` (in the order of the request's topics),
+    /// pinging every `heartbeat`, ending at `expires`.
+    /// `None` without feeds.
+    pub(crate) fn new(
+        feeds: Vec<Feed>,
+        heartbeat: Duration,
+        expires: Option<Instant>,
+        now: Instant,
+    ) -> Option<Multi> {
+        let wake = Arc::new(Event::new());
+        let stall = Feed::stall_of_many(&feeds, &wake)?;
+        for feed in &feeds {
+            feed.topic().watch(&wake);
+        }
+        Some(Multi {
+            feeds,
+            wake,
+            heartbeat,
+            next_ping: now + heartbeat,
+            expires,
+            ended: None,
+            stall,
+        })
+    }
+
+    /// The gap events of topics whose resume point was from another life,
+    /// once, at the start.
+    pub(crate) fn take_resets(&mut self, out: &mut Vec<Bytes>) {
+        for feed in &mut self.feeds {
+            if feed.take_reset() {
+                out.push(gap(feed.topic().name.as_str(), None));
+            }
+        }
+    }
+
+    /// Something was sent at `now`: the next ping is a heartbeat away.
+    pub(crate) fn sent_at(&mut self, now: Instant) {
+        self.next_ping = now + self.heartbeat;
+    }
+
+    /// The first feed's place (what [`crate::EventStream::cursor`] shows).
+    pub(crate) fn first_cursor(&self) -> crate::Cursor {
+        self.feeds.first().map_or(crate::Cursor(0), Feed::cursor)
+    }
+
+    /// The watch to keep while a write is pending: every topic's.
+    pub(crate) fn stall(&self) -> Stall {
+        self.stall.clone()
+    }
+
+    /// The topics, for `Debug`.
+    pub(crate) fn names(&self) -> Vec<&str> {
+        self.feeds
+            .iter()
+            .map(|feed| feed.topic().name.as_str())
+            .collect()
+    }
+
+    /// The next step at `now`, with whatever is to be sent appended to
+    /// `out`. Reads every feed once before listening, and again after, as
+    /// a single feed does, so no publish slips between read and wait.
+    pub(crate) fn poll(&mut self, now: Instant, out: &mut Vec<Bytes>) -> MultiStep {
+        if let Some(reason) = self.ended {
+            return MultiStep::End(reason);
+        }
+        if self.expires.is_some_and(|at| now >= at) {
+            self.ended = Some(EndReason::TokenExpired);
+            return MultiStep::End(EndReason::TokenExpired);
+        }
+        if let Some(step) = self.read(now, out) {
+            return step;
+        }
+        let listener = self.wake.listen();
+        if let Some(step) = self.read(now, out) {
+            return step;
+        }
+        if now >= self.next_ping {
+            self.sent_at(now);
+            out.push(Bytes::from_static(SSE_PING.as_bytes()));
+            return MultiStep::Send;
+        }
+        let wake = self
+            .expires
+            .map_or(self.next_ping, |at| at.min(self.next_ping));
+        MultiStep::Wait(listener, wake)
+    }
+
+    /// Every feed's news appended to `out`; `None` when there was none.
+    fn read(&mut self, now: Instant, out: &mut Vec<Bytes>) -> Option<MultiStep> {
+        let before = out.len();
+        for i in 0..self.feeds.len() {
+            match self.feeds.get_mut(i).and_then(|feed| feed.poll_ready(now)) {
+                Some(FeedStep::Deliver(batch)) => self.encode(i, &batch, out),
+                Some(FeedStep::End(reason)) => {
+                    self.ended = Some(reason);
+                    // What was read before still goes out; the end is
+                    // sticky, so the next poll ends the stream.
+                    return Some(if out.len() > before {
+                        MultiStep::Send
+                    } else {
+                        MultiStep::End(reason)
+                    });
+                }
+                Some(FeedStep::Ping | FeedStep::Wait(..)) | None => {}
+            }
+        }
+        if out.len() > before {
+            self.sent_at(now);
+            Some(MultiStep::Send)
+        } else {
+            None
+        }
+    }
+
+    /// Feed `i`'s batch as events: its gap, then each message with its
+    /// topic and the stream's place after it.
+    fn encode(&self, i: usize, batch: &Batch, out: &mut Vec<Bytes>) {
+        let Some(feed) = self.feeds.get(i) else {
+            return;
+        };
+        let topic = feed.topic().name.as_str();
+        let missed = batch.missed();
+        if missed > 0 {
+            out.push(gap(topic, Some(missed)));
+        }
+        if batch.messages.is_empty() {
+            return;
+        }
+        // The other topics' places are the same for every message here.
+        let place = |feed: &Feed| format!("{}@{}", feed.cursor().0, feed.topic().log.epoch());
+        let before: Vec<String> = self.feeds.iter().take(i).map(place).collect();
+        let after: Vec<String> = self.feeds.iter().skip(i + 1).map(place).collect();
+        let epoch = batch.epoch;
+        for message in &batch.messages {
+            let mut places = before.clone();
+            places.push(format!("{}@{epoch}", message.id()));
+            places.extend(after.iter().cloned());
+            out.push(Bytes::from(format!(
+                "id: {}\ndata: {{\"topic\":\"{topic}\",\"data\":{}}}\n\n",
+                places.join(","),
+                message.json().as_str()
+            )));
+        }
+    }
+}
+
+impl Drop for Multi {
+    fn drop(&mut self) {
+        for feed in &self.feeds {
+            feed.topic().unwatch(&self.wake);
+        }
+    }
+}
+
+/// A `gap` event of topic `topic`: `missed` messages, or `None` for a
+/// reset.
+fn gap(topic: &str, missed: Option<u64>) -> Bytes {
+    let missed = missed.map_or_else(|| "null".to_string(), |n| n.to_string());
+    Bytes::from(format!(
+        "event: gap\ndata: {{\"topic\":\"{topic}\",\"missed\":{missed}}}\n\n"
+    ))
+}
+
+/// The `topic` parameters of `query`, in order: at least one, at most
+/// `limit`, each a valid name, none twice.
+pub(crate) fn topics_param(query: Option<&str>, limit: usize) -> Result<Vec<&str>, Error> {
+    let mut topics: Vec<&str> = Vec::new();
+    for pair in query.unwrap_or("").split('&') {
+        let Some(("topic", name)) = pair.split_once('=') else {
+            continue;
+        };
+        name::validate(name).map_err(Error::BadTopicName)?;
+        if topics.contains(&name) {
+            return Err(Error::BadTopicList(format!("topic {name} is given twice")));
+        }
+        if topics.len() == limit {
+            return Err(Error::BadTopicList(format!(
+                "at most {limit} topics may share a stream"
+            )));
+        }
+        topics.push(name);
+    }
+    if topics.is_empty() {
+        return Err(Error::BadTopicList(
+            "name the topics: /subscribe.sse?topic=a&topic=b".into(),
+        ));
+    }
+    Ok(topics)
+}
+
+/// A place for each of `count` topics, from `text` (`5@E1,7@E2`, in the
+/// order of the `topic` parameters).
+pub(crate) fn places(text: &str, count: usize) -> Result<Vec<Resume>, Error> {
+    let places: Vec<&str> = text.trim().split(',').collect();
+    if places.len() != count {
+        return Err(Error::BadTopicList(format!(
+            "the resume point {text:?} must give one place per topic ({count}), in the order of the topic parameters"
+        )));
+    }
+    places
+        .into_iter()
+        .map(|place| Resume::parse(place.trim()).map_err(Error::BadLastEventId))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_are_listed_in_order_once_each_within_the_limit() {
+        assert_eq!(
+            topics_param(Some("topic=a&n=1&topic=b"), 64).unwrap(),
+            ["a", "b"]
+        );
+        for bad in [
+            None,
+            Some(""),
+            Some("n=1"),
+            Some("topic=a&topic=a"),
+            Some("topic=a.b"),
+            Some("topic="),
+            Some("topic=a&topic=b&topic=c"),
+        ] {
+            assert!(topics_param(bad, 2).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn places_are_one_per_topic() {
+        let two = places("5@aaaaaaaa,7", 2).unwrap();
+        assert_eq!(two.len(), 2);
+        assert!(places("5", 2).is_err());
+        assert!(places("5,6,7", 2).is_err());
+        assert!(places("5,x", 2).is_err());
+    }
+}
