@@ -174,6 +174,130 @@ async fn a_private_topic_reaches_only_the_page_with_the_token_cookie() {
         .unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_private_topics_on_one_event_source_resume_after_a_dropped_connection() {
+    const SECRET: &[u8] = b"browser-multi-secret";
+    let logs = Logs::default();
+    let configure = |builder: slosh_core::Builder| {
+        builder
+            .settings(Settings {
+                private: vec![Pattern::parse("u-*").unwrap()],
+                ..Settings::default()
+            })
+            .token_key(TokenKey::secret(SECRET).unwrap())
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::start_with(listener, &logs, configure);
+    let signer = Signer::secret(SECRET).unwrap();
+    let mint = |subscribe: &str, publish: &str| {
+        signer
+            .token(&Grant {
+                subscribe: vec![subscribe.to_string()],
+                publish: vec![publish.to_string()],
+                ttl: Duration::from_secs(600),
+                ..Grant::default()
+            })
+            .unwrap()
+    };
+    let (reader, publisher) = (mint("u-*", ""), mint("", "*"));
+    let publish = |topic: &'static str, i: u32| {
+        let publisher = publisher.clone();
+        async move {
+            let answer = request_as(
+                addr,
+                "POST",
+                &format!("/topics/{topic}"),
+                &i.to_string(),
+                &publisher,
+            )
+            .await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
+    };
+
+    let mut browser = Browser::launch().await;
+    // Any page of the server's origin; the cookie is the login.
+    browser
+        .open(&format!("http://{addr}/chat-sse.html?topic=lobby"))
+        .await;
+    let set = browser
+        .call(
+            "Network.setCookie",
+            json!({"name": "slosh_auth", "value": reader, "url": format!("http://{addr}/"), "httpOnly": true}),
+        )
+        .await;
+    assert_eq!(set["success"], json!(true), "{set}");
+    browser
+        .eval(
+            "window.seen = []; window.opened = 0; \
+             const all = new EventSource('/subscribe.sse?topic=u-a&topic=u-b&topic=u-c'); \
+             all.onopen = () => { window.opened += 1; }; \
+             all.onmessage = (e) => { const m = JSON.parse(e.data); window.seen.push(m.topic + ':' + m.data); }; 'ok'",
+        )
+        .await;
+    wait_for_seen(&mut browser, &[], 1).await;
+    for topic in ["u-a", "u-b", "u-c"] {
+        wait_for_subscribers_as(addr, topic, 1, Some(&reader)).await;
+    }
+    publish("u-a", 1).await;
+    wait_for_seen(&mut browser, &["u-a:1"], 1).await;
+    publish("u-b", 1).await;
+    wait_for_seen(&mut browser, &["u-a:1", "u-b:1"], 1).await;
+    publish("u-c", 1).await;
+    wait_for_seen(&mut browser, &["u-a:1", "u-b:1", "u-c:1"], 1).await;
+
+    // The connection drops (the server restarts over the same logs);
+    // meanwhile two topics move on. The EventSource reconnects by itself
+    // with every topic's place and gets exactly what it missed.
+    server.stop().await;
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let server = Server::start_with(listener, &logs, configure);
+    publish("u-a", 2).await;
+    publish("u-c", 2).await;
+    wait_for_seen(
+        &mut browser,
+        &["u-a:1", "u-b:1", "u-c:1", "u-a:2", "u-c:2"],
+        2,
+    )
+    .await;
+    for topic in ["u-a", "u-b", "u-c"] {
+        wait_for_subscribers_as(addr, topic, 1, Some(&reader)).await;
+    }
+    publish("u-b", 2).await;
+    let all = ["u-a:1", "u-b:1", "u-c:1", "u-a:2", "u-c:2", "u-b:2"];
+    wait_for_seen(&mut browser, &all, 2).await;
+
+    browser.close().await;
+    server.stop().await;
+}
+
+/// Waits until the page's `window.seen` is `expected` and its stream
+/// opened `opened` times; fails at once on a repeat or a loss (what is
+/// seen must always be a prefix of `expected`).
+async fn wait_for_seen(browser: &mut Browser, expected: &[&str], opened: u64) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let state = browser
+            .eval("JSON.stringify([window.seen, window.opened])")
+            .await;
+        let (seen, count): (Vec<String>, u64) =
+            serde_json::from_str(state.as_str().unwrap_or("[[],0]")).unwrap();
+        assert!(
+            seen.len() <= expected.len() && seen.iter().zip(expected).all(|(s, e)| s == e),
+            "{seen:?} is not a prefix of {expected:?}"
+        );
+        if seen.len() == expected.len() && count >= opened {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "saw {seen:?} (opened {count}), expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `["1|t: m1", …]`: what the page's log shows for messages `range`.
 fn ids(range: std::ops::RangeInclusive<u32>) -> Vec<String> {
     range.map(|i| format!("{i}|t: m{i}")).collect()
@@ -192,9 +316,17 @@ struct Server {
 
 impl Server {
     fn start(listener: TcpListener, logs: &Logs) -> Server {
+        Server::start_with(listener, logs, |builder| builder)
+    }
+
+    /// [`Server::start`] with a hub builder `configure` adds to.
+    fn start_with(
+        listener: TcpListener,
+        logs: &Logs,
+        configure: impl FnOnce(slosh_core::Builder) -> slosh_core::Builder,
+    ) -> Server {
         let logs = logs.clone();
-        let hub = Hub::builder()
-            .settings(Settings::default())
+        let hub = configure(Hub::builder().settings(Settings::default()))
             .log_factory(move |name: &TopicName, queue, epoch| {
                 let mut logs = logs.0.lock().unwrap();
                 let log = logs
