@@ -14,7 +14,7 @@ use crate::error::{Denied, Error};
 use crate::feed::Feed;
 use crate::http::{
     add_cors, constant_time_eq, no_content, not_allowed, options, preflight, Body, LongPoll,
-    Outcome, Request, Response, TOPIC_METHODS,
+    OnePoll, Outcome, Polling, Request, Response, TOPIC_METHODS,
 };
 use crate::hub::{Hub, Published};
 use crate::message::Json;
@@ -98,8 +98,9 @@ impl Hub {
                 },
                 _ => Err(Error::NotFound),
             },
-            Route::Subscribe => match method {
-                "GET" => self.open_streams(request, now),
+            Route::Subscribe(format) => match method {
+                "GET" if format == Format::Sse => self.open_streams(request, now),
+                "GET" => self.poll_many(request, format, now),
                 "OPTIONS" => respond(options("GET, OPTIONS")),
                 _ => Err(not_allowed(method, "GET, OPTIONS")),
             },
@@ -267,7 +268,7 @@ impl Hub {
             .inner
             .sessions
             .begin(cookie, subscription.topic(), n, now);
-        let mut poll = LongPoll {
+        let mut poll = OnePoll {
             hub: self.clone(),
             subscription,
             cursor: begun.cursor,
@@ -297,7 +298,7 @@ impl Hub {
         let batch = Batch::read_from(poll.topic().log.as_ref(), poll.cursor, poll.confirmed);
         if batch.messages.is_empty() && batch.missed() == 0 {
             poll.checked = true;
-            Ok(Outcome::Park(poll))
+            Ok(Outcome::Park(LongPoll(Polling::One(poll))))
         } else {
             Ok(Outcome::Respond(poll.answer(batch, now)))
         }
@@ -385,6 +386,54 @@ impl Hub {
         }
     }
 
+    /// One long-poll of the topics `request`'s `topic` parameters name,
+    /// from the places its `n` gives (`5@E1,7@E2`, one per topic) or, with
+    /// none, from each topic's newest message.
+    fn poll_many(
+        &self,
+        request: &Request<'_>,
+        format: Format,
+        now: Instant,
+    ) -> Result<Outcome, Error> {
+        let settings = &self.inner.settings;
+        let names = crate::multi::topics_param(request.query, settings.max_topics_per_subscriber)?;
+        let resume = match request.param("n") {
+            Some(places) => crate::multi::places(places, names.len())?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => vec![None; names.len()],
+        };
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        let mut until: Option<u64> = None;
+        for name in &names {
+            if let Some(expiry) = self.may_subscribe(request, name)? {
+                until = Some(until.map_or(expiry, |until| until.min(expiry)));
+            }
+        }
+        if let Some(open) = self.opening_all(request, &names) {
+            return Ok(Outcome::Open(open));
+        }
+        let subscriptions = names
+            .iter()
+            .map(|name| self.subscribe(name, SubscriberKind::LongPoll))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let deadline = [
+            settings.poll_timeout.map(|t| now + t),
+            until.map(|until| crate::auth::instant_at(until, now)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let mut poll = crate::multi::ManyPoll::new(self, subscriptions, resume, format, deadline);
+        Ok(match poll.try_answer(now) {
+            Some(response) => Outcome::Respond(response),
+            None => Outcome::Park(LongPoll(Polling::Many(Box::new(poll)))),
+        })
+    }
+
     /// Accepts a WebSocket upgrade on topic `name`, or refuses it with the
     /// status an ordinary GET would get.
     pub(crate) fn open_socket(
@@ -453,7 +502,7 @@ pub(crate) fn with_cors(cors: Option<String>, outcome: Outcome) -> Outcome {
             Outcome::Respond(response)
         }
         (Some(allowed), Outcome::Park(mut poll)) => {
-            poll.cors = Some(allowed);
+            poll.set_cors(allowed);
             Outcome::Park(poll)
         }
         (Some(allowed), Outcome::Stream(mut stream)) => {

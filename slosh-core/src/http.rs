@@ -363,13 +363,64 @@ pub(crate) fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
     diff == 0
 }
 
-/// A long-poll waiting for messages newer than its cursor.
+/// A long-poll waiting for messages newer than its cursor (or, of several
+/// topics, newer than any of their cursors).
 ///
 /// Drive it with [`LongPoll::poll`]: each call either answers or hands back
 /// a listener to await, racing [`LongPoll::deadline`]. Dropping it is the
 /// client going away: it stops counting as a subscriber at once, and its
 /// session keeps the cursor it had.
-pub struct LongPoll {
+pub struct LongPoll(pub(crate) Polling);
+
+/// What a [`LongPoll`] waits on.
+pub(crate) enum Polling {
+    /// One topic (`/topics/NAME.json`).
+    One(OnePoll),
+    /// Several (`/subscribe.json?topic=a&topic=b`); boxed, so a parked
+    /// poll of one topic (the common case, and the future hyper keeps for
+    /// its whole wait) stays as small as it was.
+    Many(Box<crate::multi::ManyPoll>),
+}
+
+impl std::fmt::Debug for LongPoll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Polling::One(poll) => poll.fmt(f),
+            Polling::Many(poll) => poll.fmt(f),
+        }
+    }
+}
+
+impl LongPoll {
+    /// When the poll times out with an empty batch; `None` for never.
+    pub fn deadline(&self) -> Option<Instant> {
+        match &self.0 {
+            Polling::One(poll) => poll.deadline,
+            Polling::Many(poll) => poll.deadline(),
+        }
+    }
+
+    /// Answers if there is something to answer (messages after the cursor,
+    /// the deadline passed, the topic closed, the hub shutting down);
+    /// otherwise returns the listener to await.
+    pub fn poll(&mut self, now: Instant) -> Wake<Response> {
+        match &mut self.0 {
+            Polling::One(poll) => poll.poll(now),
+            Polling::Many(poll) => poll.poll(now),
+        }
+    }
+
+    /// Answers to the allowed CORS origin `allowed`.
+    pub(crate) fn set_cors(&mut self, allowed: String) {
+        match &mut self.0 {
+            Polling::One(poll) => poll.cors = Some(allowed),
+            Polling::Many(poll) => poll.cors = Some(allowed),
+        }
+    }
+}
+
+/// A long-poll of one topic.
+pub(crate) struct OnePoll {
     pub(crate) hub: Hub,
     pub(crate) subscription: Subscription,
     pub(crate) cursor: Cursor,
@@ -394,7 +445,7 @@ pub struct LongPoll {
     pub(crate) cors: Option<String>,
 }
 
-impl std::fmt::Debug for LongPoll {
+impl std::fmt::Debug for OnePoll {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LongPoll")
             .field("topic", &self.topic().name)
@@ -404,14 +455,9 @@ impl std::fmt::Debug for LongPoll {
     }
 }
 
-impl LongPoll {
+impl OnePoll {
     pub(crate) fn topic(&self) -> &Arc<Topic> {
         self.subscription.topic()
-    }
-
-    /// When the poll times out with an empty batch; `None` for never.
-    pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
     }
 
     /// Answers if there is something to answer (messages after the cursor,
@@ -424,7 +470,7 @@ impl LongPoll {
     /// and the log read again, so no publish can slip between the two. The
     /// first poll after parking skips the read before listening: the hub
     /// read the log empty when it parked the request.
-    pub fn poll(&mut self, now: Instant) -> Wake<Response> {
+    pub(crate) fn poll(&mut self, now: Instant) -> Wake<Response> {
         if !std::mem::take(&mut self.checked) {
             if let Some(response) = self.try_answer(now) {
                 return Wake::Ready(response);
@@ -489,7 +535,7 @@ impl LongPoll {
     }
 }
 
-impl Drop for LongPoll {
+impl Drop for OnePoll {
     fn drop(&mut self) {
         if let (Some(id), false) = (self.session, self.answered) {
             self.hub.inner.sessions.release(id);

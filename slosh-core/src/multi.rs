@@ -31,10 +31,15 @@ use bytes::Bytes;
 use event_listener::Event;
 
 use crate::batch::{Batch, SSE_PING};
-use crate::cursor::Resume;
+use crate::cursor::{Cursor, Resume};
 use crate::error::Error;
 use crate::feed::{EndReason, Feed, FeedStep, Stall};
+use crate::http::{add_cors, Response};
+use crate::hub::Hub;
 use crate::name;
+use crate::route::Format;
+use crate::topic::Subscription;
+use crate::wake::Wake;
 
 /// What a [`Multi`] wants next; see [`crate::StreamStep`].
 pub(crate) enum MultiStep {
@@ -212,6 +217,176 @@ impl Drop for Multi {
     fn drop(&mut self) {
         for feed in &self.feeds {
             feed.topic().unwatch(&self.wake);
+        }
+    }
+}
+
+/// A long-poll of several topics (`/subscribe.json?topic=a&topic=b`):
+/// it answers as soon as any topic has news (messages after its cursor, or
+/// a gap), at its deadline, or when a topic ends or the hub shuts down,
+/// with every topic's batch and the next resume point, `n`. Each topic's
+/// batch follows the rules of a poll of that topic alone.
+pub(crate) struct ManyPoll {
+    hub: Hub,
+    subscriptions: Vec<Subscription>,
+    cursors: Vec<Cursor>,
+    /// Per topic: the client named this life's epoch ([`Batch::read_from`]).
+    confirmed: Vec<bool>,
+    /// Per topic: the place given was from another life, read as 0.
+    resets: Vec<bool>,
+    format: Format,
+    deadline: Option<Instant>,
+    /// Notified by every topic of the poll.
+    wake: Arc<Event>,
+    /// The allowed CORS origin to answer with, if any.
+    pub(crate) cors: Option<String>,
+}
+
+impl std::fmt::Debug for ManyPoll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let topics: Vec<&str> = self
+            .subscriptions
+            .iter()
+            .map(|s| s.topic().name.as_str())
+            .collect();
+        f.debug_struct("LongPoll")
+            .field("topics", &topics)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ManyPoll {
+    /// A poll of `subscriptions` (in the order of the request's topics),
+    /// each from its `resume` point or, without one, from its `max` (only
+    /// what comes next).
+    pub(crate) fn new(
+        hub: &Hub,
+        subscriptions: Vec<Subscription>,
+        resume: Vec<Option<Resume>>,
+        format: Format,
+        deadline: Option<Instant>,
+    ) -> ManyPoll {
+        let wake = Arc::new(Event::new());
+        let (mut cursors, mut confirmed, mut resets) = (Vec::new(), Vec::new(), Vec::new());
+        for (subscription, resume) in subscriptions.iter().zip(resume) {
+            let log = &subscription.topic().log;
+            let epoch = log.epoch();
+            let (cursor, reset) = match resume {
+                Some(resume) => resume.within(epoch),
+                None => (Cursor(log.max()), false),
+            };
+            cursors.push(cursor);
+            resets.push(reset);
+            confirmed.push(resume.is_some_and(|resume| resume.confirmed_in(epoch)));
+            subscription.topic().watch(&wake);
+        }
+        ManyPoll {
+            hub: hub.clone(),
+            subscriptions,
+            cursors,
+            confirmed,
+            resets,
+            format,
+            deadline,
+            wake,
+            cors: None,
+        }
+    }
+
+    /// When the poll answers empty.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The answer, or the listener to await (registered between two reads,
+    /// so no publish slips between them).
+    pub(crate) fn poll(&mut self, now: Instant) -> Wake<Response> {
+        if let Some(response) = self.try_answer(now) {
+            return Wake::Ready(response);
+        }
+        let listener = self.wake.listen();
+        if let Some(response) = self.try_answer(now) {
+            return Wake::Ready(response);
+        }
+        Wake::Wait(listener)
+    }
+
+    /// The answer, if there is one to give at `now`.
+    pub(crate) fn try_answer(&mut self, now: Instant) -> Option<Response> {
+        let mut batches = Vec::with_capacity(self.subscriptions.len());
+        let mut news = false;
+        let mut closed = false;
+        for (i, subscription) in self.subscriptions.iter().enumerate() {
+            let topic = subscription.topic();
+            let cursor = self.cursors.get(i).copied().unwrap_or(Cursor(0));
+            let confirmed = self.confirmed.get(i).copied().unwrap_or(false);
+            let mut batch = if topic.is_closed() {
+                closed = true;
+                Batch::empty(0, topic.log.epoch())
+            } else {
+                Batch::read_from(topic.log.as_ref(), cursor, confirmed)
+            };
+            batch.reset = self.resets.get(i).copied().unwrap_or(false);
+            news |= !batch.messages.is_empty() || batch.missed() > 0 || batch.reset;
+            batches.push(batch);
+        }
+        let timed_out = self.deadline.is_some_and(|deadline| now >= deadline);
+        if !(news || closed || timed_out || self.hub.is_shutting_down()) {
+            return None;
+        }
+        Some(self.answer(&batches))
+    }
+
+    /// `{"topics":[{"topic":"a",BATCH…},…],"n":"5@E1,7@E2"}`, or in XML
+    /// `<topics n="…"><topic name="a"><res …>…</res></topic>…</topics>`.
+    fn answer(&self, batches: &[Batch]) -> Response {
+        let n: Vec<String> = batches
+            .iter()
+            .map(|batch| format!("{}@{}", batch.max, batch.epoch))
+            .collect();
+        let n = n.join(",");
+        let names = self.subscriptions.iter().map(|s| s.topic().name.as_str());
+        for batch in batches {
+            self.hub.inner.metrics.delivered(batch.delivering());
+        }
+        let mut response = match self.format {
+            Format::Xml => {
+                let mut out =
+                    format!("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<topics n=\"{n}\">");
+                for (name, batch) in names.zip(batches) {
+                    let xml = batch.to_xml();
+                    let body = xml.split_once('\n').map_or(xml.as_str(), |(_, body)| body);
+                    out.push_str(&format!("<topic name=\"{name}\">{body}</topic>"));
+                }
+                out.push_str("</topics>");
+                Response::new(200, "text/xml; charset=utf-8", out)
+            }
+            _ => {
+                let topics: Vec<String> = names
+                    .zip(batches)
+                    .map(|(name, batch)| {
+                        let json = batch.to_json();
+                        format!("{{\"topic\":\"{name}\",{}", json.get(1..).unwrap_or("}"))
+                    })
+                    .collect();
+                Response::json(
+                    200,
+                    format!("{{\"topics\":[{}],\"n\":\"{n}\"}}", topics.join(",")),
+                )
+            }
+        };
+        if let Some(allowed) = &self.cors {
+            add_cors(&mut response, allowed);
+        }
+        response
+    }
+}
+
+impl Drop for ManyPoll {
+    fn drop(&mut self) {
+        for subscription in &self.subscriptions {
+            subscription.topic().unwatch(&self.wake);
         }
     }
 }

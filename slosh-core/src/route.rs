@@ -20,9 +20,10 @@ pub enum Route<'a> {
         /// The suffix of the last segment.
         suffix: Suffix,
     },
-    /// `/subscribe.sse`: one stream of the topics its `topic` parameters
-    /// name ([`crate::multi`]).
-    Subscribe,
+    /// `/subscribe.sse`, `/subscribe.json`, `/subscribe.xml`: one stream,
+    /// or one long-poll, of the topics its `topic` parameters name
+    /// ([`crate::multi`]).
+    Subscribe(Format),
     /// `/healthz`.
     Health,
     /// `/metrics`.
@@ -66,7 +67,9 @@ pub fn route(path: &str) -> Result<Route<'_>, Error> {
     match path {
         "/healthz" => return Ok(Route::Health),
         "/metrics" => return Ok(Route::Metrics),
-        "/subscribe.sse" => return Ok(Route::Subscribe),
+        "/subscribe.sse" => return Ok(Route::Subscribe(Format::Sse)),
+        "/subscribe.json" => return Ok(Route::Subscribe(Format::Json)),
+        "/subscribe.xml" => return Ok(Route::Subscribe(Format::Xml)),
         _ => {}
     }
     let Some(rest) = path.strip_prefix(TOPICS_PREFIX) else {

@@ -225,3 +225,99 @@ async fn a_deleted_topic_ends_the_stream_and_its_reconnect_is_told_to_stop() {
     assert_eq!(again.status, 204, "{again:?}");
     assert!(app.hub.info("b").is_none(), "the reconnect made b again");
 }
+
+// Long-poll of several topics.
+
+#[tokio::test]
+async fn a_long_poll_of_several_topics_answers_each_topics_batch_and_the_next_n() {
+    let app = spawn_app_with(Settings {
+        queue: 2,
+        ..Settings::default()
+    })
+    .await;
+    app.hub.publish("a", &1).unwrap();
+    for n in 1..=4 {
+        app.hub.publish("b", &n).unwrap();
+    }
+    // From the start of each: a's one message, b's newest two and a gap of 2.
+    let answer = app.get("/subscribe.json?topic=a&topic=b&n=0,0").await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let body = answer.json();
+    assert_eq!(body["n"], json!(places(&[1, 4])));
+    assert_eq!(body["topics"][0]["topic"], json!("a"));
+    assert_eq!(body["topics"][0]["res"], json!([1]));
+    assert_eq!(body["topics"][1]["topic"], json!("b"));
+    assert_eq!(body["topics"][1]["res"], json!([3, 4]));
+    assert_eq!(body["topics"][1]["saw"], json!(4));
+    assert_eq!(body["topics"][1]["delivering"], json!(2));
+    // With that n, the next poll parks until either topic moves; b does.
+    let next = format!("/subscribe.json?topic=a&topic=b&n={}", places(&[1, 4]));
+    let app2 = *app;
+    let waiting = tokio::spawn(async move { app2.get(&next).await });
+    app.wait_for_subscribers("a", 1).await;
+    app.wait_for_subscribers("b", 1).await;
+    app.hub.publish("b", &5).unwrap();
+    let woken = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .json();
+    assert_eq!(woken["n"], json!(places(&[1, 5])));
+    assert_eq!(woken["topics"][0]["res"], json!([]));
+    assert_eq!(woken["topics"][1]["res"], json!([5]));
+    // XML: one <topic> per topic around its usual batch.
+    let xml = app.get("/subscribe.xml?topic=a&topic=b&n=0,4").await;
+    assert_eq!(xml.status, 200);
+    assert!(
+        xml.body
+            .contains(&format!("<topics n=\"{}\">", places(&[1, 5])))
+            && xml.body.contains("<topic name=\"a\"><res max=\"1\"")
+            && xml.body.contains("<p>1</p></res></topic>"),
+        "{}",
+        xml.body
+    );
+}
+
+#[tokio::test]
+async fn a_long_poll_of_several_topics_times_out_empty_and_checks_tokens() {
+    let app = spawn_app_with(Settings {
+        poll_timeout: Some(Duration::from_millis(300)),
+        ..Settings::default()
+    })
+    .await;
+    let answer = app.get("/subscribe.json?topic=a&topic=b").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["n"], json!(places(&[0, 0])));
+    assert_eq!(answer.json()["topics"][1]["res"], json!([]));
+
+    const SECRET: &[u8] = b"multi-poll secret";
+    let hub = Hub::builder()
+        .settings(Settings {
+            private: vec![Pattern::parse("p-*").unwrap()],
+            ..Settings::default()
+        })
+        .epochs(|| Epoch::from_bits(0))
+        .token_key(TokenKey::secret(SECRET).unwrap())
+        .build();
+    let private = spawn_hub(crate::FRONTEND, hub, ServeOptions::default()).await;
+    private.hub.publish("p-1", &1).unwrap();
+    let refused = private
+        .get("/subscribe.json?topic=open&topic=p-1&n=0,0")
+        .await;
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let token = Signer::secret(SECRET)
+        .unwrap()
+        .token(&Grant {
+            subscribe: vec!["p-*".into()],
+            ttl: Duration::from_secs(60),
+            ..Grant::default()
+        })
+        .unwrap();
+    let allowed = private
+        .get(&format!(
+            "/subscribe.json?topic=open&topic=p-1&n=0,0&access_token={token}"
+        ))
+        .await;
+    assert_eq!(allowed.status, 200, "{allowed:?}");
+    assert_eq!(allowed.json()["topics"][1]["res"], json!([1]));
+}
