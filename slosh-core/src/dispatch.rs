@@ -21,7 +21,7 @@ use crate::message::Json;
 use crate::metrics::SubscriberKind;
 use crate::route::{self, Format, Route, Suffix};
 use crate::session;
-use crate::socket::{check_handshake, Socket};
+use crate::socket::{check_handshake, Socket, SocketKind};
 use crate::stream::EventStream;
 
 impl Hub {
@@ -97,6 +97,13 @@ impl Hub {
                     _ => Err(not_allowed(method, "GET, HEAD")),
                 },
                 _ => Err(Error::NotFound),
+            },
+            Route::SubscribeSocket => match method {
+                "GET" if request.wants_websocket() => self.open_sockets(request, now),
+                "GET" => Err(Error::BadUpgrade(
+                    "a WebSocket upgrade here (or use /subscribe.sse, .json or .xml)",
+                )),
+                _ => Err(not_allowed(method, "GET")),
             },
             Route::Subscribe(format) => match method {
                 "GET" if format == Format::Sse => self.open_streams(request, now),
@@ -434,6 +441,58 @@ impl Hub {
         })
     }
 
+    /// Accepts a WebSocket upgrade following the topics `request`'s `topic`
+    /// parameters name (none is fine: frames subscribe later), each from
+    /// its place in `n` (`5@E1,7@E2`) or its newest message.
+    fn open_sockets(&self, request: &Request<'_>, now: Instant) -> Result<Outcome, Error> {
+        let key = check_handshake(request)?.to_string();
+        let settings = &self.inner.settings;
+        let names = if request.param("topic").is_some() {
+            crate::multi::topics_param(request.query, settings.max_topics_per_subscriber)?
+        } else {
+            Vec::new()
+        };
+        let resume = match request.param("n") {
+            Some(places) => crate::multi::places(places, names.len())?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => vec![None; names.len()],
+        };
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        let mut until: Option<u64> = None;
+        for name in &names {
+            if let Some(expiry) = self.may_subscribe(request, name)? {
+                until = Some(until.map_or(expiry, |until| until.min(expiry)));
+            }
+        }
+        if let Some(open) = self.opening_all(request, &names) {
+            return Ok(Outcome::Open(open));
+        }
+        let mut feeds = Vec::with_capacity(names.len());
+        for (name, resume) in names.iter().zip(resume) {
+            let subscription = self.subscribe(name, SubscriberKind::WebSocket)?;
+            feeds.push(Feed::open(
+                self,
+                subscription,
+                SubscriberKind::WebSocket,
+                resume,
+                None,
+                now,
+            ));
+        }
+        let expires = until.map(|until| crate::auth::instant_at(until, now));
+        let credential = self.inner.auth.presented(request).map(str::to_string);
+        let many = crate::multi::ManySocket::new(self, feeds, expires, credential, now);
+        Ok(Outcome::Socket(Socket {
+            hub: self.clone(),
+            key,
+            kind: SocketKind::Many(Box::new(many)),
+        }))
+    }
+
     /// Accepts a WebSocket upgrade on topic `name`, or refuses it with the
     /// status an ordinary GET would get.
     pub(crate) fn open_socket(
@@ -471,11 +530,13 @@ impl Hub {
             now,
         );
         Ok(Outcome::Socket(Socket {
-            feed,
             hub: self.clone(),
-            name,
-            publish_refusal,
             key,
+            kind: SocketKind::One {
+                feed,
+                name,
+                publish_refusal,
+            },
         }))
     }
 
@@ -633,6 +694,14 @@ impl Drop for Running {
 }
 
 impl Open {
+    /// The opening of topics `names` one after the other.
+    pub(crate) fn all(hub: &Hub, names: Vec<String>) -> Open {
+        Open(Step::RunAll {
+            hub: hub.clone(),
+            names,
+        })
+    }
+
     /// Whether [`Open::run`] would block on the store (this subscription
     /// opens the topic) rather than only wait for another's opening,
     /// which [`Open::wait`] does without a thread.

@@ -135,6 +135,10 @@ impl Feed {
         }
     }
 
+    pub(crate) fn hub(&self) -> Hub {
+        self.hub.clone()
+    }
+
     pub(crate) fn topic(&self) -> &Arc<Topic> {
         self.subscription.topic()
     }
@@ -259,19 +263,20 @@ impl Feed {
     /// A stall watch over every feed of a stream of several topics, woken
     /// by the stream's event.
     pub(crate) fn stall_of_many(
+        hub: &Hub,
+        kind: SubscriberKind,
         feeds: &[Feed],
         wake: &Arc<event_listener::Event>,
-    ) -> Option<Stall> {
-        let first = feeds.first()?;
-        Some(Stall {
-            hub: first.hub.clone(),
-            kind: first.kind,
-            limit: first.limit(),
+    ) -> Stall {
+        Stall {
+            hub: hub.clone(),
+            kind,
+            limit: hub.inner.settings.max_unsent as u64,
             watch: Watch::Many(
                 feeds.iter().map(Feed::stall_part).collect(),
                 Arc::clone(wake),
             ),
-        })
+        }
     }
 }
 

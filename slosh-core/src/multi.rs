@@ -36,6 +36,7 @@ use crate::error::Error;
 use crate::feed::{EndReason, Feed, FeedStep, Stall};
 use crate::http::{add_cors, Response};
 use crate::hub::Hub;
+use crate::metrics::SubscriberKind;
 use crate::name;
 use crate::route::Format;
 use crate::topic::Subscription;
@@ -77,7 +78,8 @@ impl Multi {
         now: Instant,
     ) -> Option<Multi> {
         let wake = Arc::new(Event::new());
-        let stall = Feed::stall_of_many(&feeds, &wake)?;
+        let hub = feeds.first()?.hub();
+        let stall = Feed::stall_of_many(&hub, SubscriberKind::Sse, &feeds, &wake);
         for feed in &feeds {
             feed.topic().watch(&wake);
         }
@@ -440,6 +442,235 @@ pub(crate) fn places(text: &str, count: usize) -> Result<Vec<Resume>, Error> {
         .into_iter()
         .map(|place| Resume::parse(place.trim()).map_err(Error::BadLastEventId))
         .collect()
+}
+
+/// A WebSocket of several topics (`GET /subscribe?topic=a&topic=b`
+/// upgraded): the same feeds as [`Multi`], one per topic, but the set can
+/// change while it runs, and its text frames are commands.
+///
+/// Out: `{"topic":"a","id":N,"epoch":"E","data":MSG}` per message,
+/// `{"topic":"a","missed":K}` for a gap (`null` for a reset). In:
+/// `{"subscribe":"c"}` (with `"n":"5@E"` to resume), `{"unsubscribe":"a"}`,
+/// `{"publish":{"topic":"a","data":MSG}}`; each checked with the
+/// credentials the upgrade request carried, as a request to that topic
+/// would be; anything else is answered with an `{"error":…}` frame.
+pub(crate) struct ManySocket {
+    pub(crate) hub: Hub,
+    pub(crate) feeds: Vec<Feed>,
+    pub(crate) wake: Arc<Event>,
+    heartbeat: Duration,
+    next_ping: Instant,
+    /// When the token that let the socket in stops being taken.
+    pub(crate) expires: Option<Instant>,
+    /// The token (or publish token) the upgrade request carried, to check
+    /// the topics of later frames with.
+    pub(crate) credential: Option<String>,
+}
+
+/// What a command frame on a [`ManySocket`] asks.
+pub(crate) enum Command {
+    Subscribe(String, Option<Resume>),
+    Unsubscribe(String),
+    Publish(String, crate::message::Json),
+}
+
+impl ManySocket {
+    pub(crate) fn new(
+        hub: &Hub,
+        feeds: Vec<Feed>,
+        expires: Option<Instant>,
+        credential: Option<String>,
+        now: Instant,
+    ) -> ManySocket {
+        let wake = Arc::new(Event::new());
+        for feed in &feeds {
+            feed.topic().watch(&wake);
+        }
+        let heartbeat = hub.inner.settings.heartbeat;
+        ManySocket {
+            hub: hub.clone(),
+            feeds,
+            wake,
+            heartbeat,
+            next_ping: now + heartbeat,
+            expires,
+            credential,
+        }
+    }
+
+    /// A request carrying the upgrade's credential, to check a topic of a
+    /// later frame exactly as a request to it would be.
+    pub(crate) fn with_credential<T>(
+        &self,
+        check: impl FnOnce(&crate::http::Request<'_>) -> T,
+    ) -> T {
+        let bearer = self
+            .credential
+            .as_ref()
+            .map(|token| format!("Bearer {token}"));
+        let mut request = crate::http::Request::new("GET", "/");
+        request.authorization = bearer.as_deref();
+        check(&request)
+    }
+
+    /// Adds `feed` (a topic subscribed by a frame).
+    pub(crate) fn add(&mut self, feed: Feed) {
+        feed.topic().watch(&self.wake);
+        self.feeds.push(feed);
+    }
+
+    /// Drops topic `name`'s feed; `false` if the socket did not follow it.
+    pub(crate) fn remove(&mut self, name: &str) -> bool {
+        let Some(at) = self
+            .feeds
+            .iter()
+            .position(|feed| feed.topic().name.as_str() == name)
+        else {
+            return false;
+        };
+        let feed = self.feeds.remove(at);
+        feed.topic().unwatch(&self.wake);
+        true
+    }
+
+    /// Whether the socket follows topic `name`.
+    pub(crate) fn follows(&self, name: &str) -> bool {
+        self.feeds
+            .iter()
+            .any(|feed| feed.topic().name.as_str() == name)
+    }
+
+    /// The frames to send, a ping, the wait, or the end (any topic ending
+    /// ends the socket, as it ends a stream of several topics).
+    pub(crate) fn poll(&mut self, now: Instant) -> crate::socket::SocketStep {
+        use crate::socket::SocketStep;
+        if self.expires.is_some_and(|at| now >= at) {
+            let (code, reason) = EndReason::TokenExpired.close_frame();
+            return SocketStep::Close(code, reason);
+        }
+        let mut frames = Vec::new();
+        if let Some(step) = self.read(now, &mut frames) {
+            return step;
+        }
+        let listener = self.wake.listen();
+        if let Some(step) = self.read(now, &mut frames) {
+            return step;
+        }
+        if now >= self.next_ping {
+            self.next_ping = now + self.heartbeat;
+            return SocketStep::Ping;
+        }
+        let wake = self
+            .expires
+            .map_or(self.next_ping, |at| at.min(self.next_ping));
+        SocketStep::Wait(listener, wake)
+    }
+
+    fn read(&mut self, now: Instant, frames: &mut Vec<Bytes>) -> Option<crate::socket::SocketStep> {
+        use crate::socket::SocketStep;
+        for feed in &mut self.feeds {
+            let topic = feed.topic().name.clone();
+            if feed.take_reset() {
+                frames.push(Bytes::from(format!(
+                    r#"{{"topic":"{topic}","missed":null}}"#
+                )));
+            }
+            match feed.poll_ready(now) {
+                Some(FeedStep::Deliver(batch)) => {
+                    let missed = batch.missed();
+                    if missed > 0 {
+                        frames.push(Bytes::from(format!(
+                            r#"{{"topic":"{topic}","missed":{missed}}}"#
+                        )));
+                    }
+                    for message in &batch.messages {
+                        let frame = message.frame();
+                        // `{"id":…}` with the topic in front.
+                        let rest =
+                            std::str::from_utf8(frame.get(1..).unwrap_or_default()).unwrap_or("}");
+                        frames.push(Bytes::from(format!(r#"{{"topic":"{topic}",{rest}"#)));
+                    }
+                }
+                Some(FeedStep::End(reason)) => {
+                    if frames.is_empty() {
+                        let (code, reason) = reason.close_frame();
+                        return Some(SocketStep::Close(code, reason));
+                    }
+                    return Some(SocketStep::Send(crate::Chunks(std::mem::take(frames))));
+                }
+                _ => {}
+            }
+        }
+        if frames.is_empty() {
+            return None;
+        }
+        self.next_ping = now + self.heartbeat;
+        Some(SocketStep::Send(crate::Chunks(std::mem::take(frames))))
+    }
+
+    /// A stall watch over the topics followed now.
+    pub(crate) fn stall(&self) -> Stall {
+        Feed::stall_of_many(
+            &self.hub,
+            SubscriberKind::WebSocket,
+            &self.feeds,
+            &self.wake,
+        )
+    }
+}
+
+impl Drop for ManySocket {
+    fn drop(&mut self) {
+        for feed in &self.feeds {
+            feed.topic().unwatch(&self.wake);
+        }
+    }
+}
+
+/// A command frame, parsed; the error says what a command looks like.
+pub(crate) fn command(text: &str, limit: usize) -> Result<Command, Error> {
+    let usage = || {
+        Error::BadTopicList(
+            r#"a frame on a socket of several topics is a command: {"subscribe":"t"}, {"unsubscribe":"t"} or {"publish":{"topic":"t","data":…}}"#
+                .into(),
+        )
+    };
+    if text.len() > limit.saturating_add(256) {
+        return Err(Error::TooLarge { limit });
+    }
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| usage())?;
+    let object = value
+        .as_object()
+        .filter(|object| object.len() <= 2)
+        .ok_or_else(usage)?;
+    let name = |value: &serde_json::Value| -> Result<String, Error> {
+        let name = value.as_str().ok_or_else(usage)?;
+        name::validate(name).map_err(Error::BadTopicName)?;
+        Ok(name.to_string())
+    };
+    if let Some(topic) = object.get("subscribe") {
+        let resume = match object.get("n") {
+            Some(n) => {
+                Some(Resume::parse(n.as_str().ok_or_else(usage)?).map_err(Error::BadCursor)?)
+            }
+            None => None,
+        };
+        return Ok(Command::Subscribe(name(topic)?, resume));
+    }
+    if let (Some(topic), 1) = (object.get("unsubscribe"), object.len()) {
+        return Ok(Command::Unsubscribe(name(topic)?));
+    }
+    if let (Some(publish), 1) = (object.get("publish"), object.len()) {
+        let topic = name(publish.get("topic").ok_or_else(usage)?)?;
+        let data = publish.get("data").ok_or_else(usage)?;
+        let json = crate::message::Json::to_json(data)
+            .map_err(|error| Error::Unserializable(error.to_string()))?;
+        if json.len() > limit {
+            return Err(Error::TooLarge { limit });
+        }
+        return Ok(Command::Publish(topic, json));
+    }
+    Err(usage())
 }
 
 #[cfg(test)]

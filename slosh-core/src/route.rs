@@ -24,6 +24,9 @@ pub enum Route<'a> {
     /// or one long-poll, of the topics its `topic` parameters name
     /// ([`crate::multi`]).
     Subscribe(Format),
+    /// `/subscribe`: a WebSocket of the topics its `topic` parameters name,
+    /// changed by its frames ([`crate::multi`]).
+    SubscribeSocket,
     /// `/healthz`.
     Health,
     /// `/metrics`.
@@ -67,6 +70,7 @@ pub fn route(path: &str) -> Result<Route<'_>, Error> {
     match path {
         "/healthz" => return Ok(Route::Health),
         "/metrics" => return Ok(Route::Metrics),
+        "/subscribe" => return Ok(Route::SubscribeSocket),
         "/subscribe.sse" => return Ok(Route::Subscribe(Format::Sse)),
         "/subscribe.json" => return Ok(Route::Subscribe(Format::Json)),
         "/subscribe.xml" => return Ok(Route::Subscribe(Format::Xml)),

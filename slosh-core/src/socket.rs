@@ -86,26 +86,57 @@ pub enum SocketStep {
     Close(u16, &'static str),
 }
 
-/// A WebSocket subscription and publisher on one topic.
+/// A WebSocket subscription and publisher: on one topic
+/// (`/topics/NAME`), or on several that its frames may change
+/// (`/subscribe?topic=a&topic=b`, see [`crate::multi`]).
 pub struct Socket {
-    pub(crate) feed: Feed,
     pub(crate) hub: Hub,
-    pub(crate) name: TopicName,
-    /// Why the socket may not publish, if it may not: its upgrade request
-    /// carried no publish right for the topic (the publish token, or a
-    /// signed token naming it). Each frame it sends is refused with this.
-    pub(crate) publish_refusal: Option<Error>,
     /// `Sec-WebSocket-Key`, for the adapter's handshake answer.
     pub(crate) key: String,
+    pub(crate) kind: SocketKind,
+}
+
+/// What a [`Socket`] follows.
+pub(crate) enum SocketKind {
+    /// One topic; text frames are publishes to it.
+    One {
+        feed: Feed,
+        name: TopicName,
+        /// Why the socket may not publish, if it may not: its upgrade
+        /// request carried no publish right for the topic (the publish
+        /// token, or a signed token naming it). Each frame it sends is
+        /// refused with this.
+        publish_refusal: Option<Error>,
+    },
+    /// Several; text frames are commands.
+    Many(Box<crate::multi::ManySocket>),
 }
 
 impl std::fmt::Debug for Socket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Socket")
-            .field("topic", &self.name)
-            .field("cursor", &self.feed.cursor())
-            .field("may_publish", &self.publish_refusal.is_none())
-            .finish_non_exhaustive()
+        match &self.kind {
+            SocketKind::One {
+                feed,
+                name,
+                publish_refusal,
+            } => f
+                .debug_struct("Socket")
+                .field("topic", name)
+                .field("cursor", &feed.cursor())
+                .field("may_publish", &publish_refusal.is_none())
+                .finish_non_exhaustive(),
+            SocketKind::Many(many) => f
+                .debug_struct("Socket")
+                .field(
+                    "topics",
+                    &many
+                        .feeds
+                        .iter()
+                        .map(|feed| feed.topic().name.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .finish_non_exhaustive(),
+        }
     }
 }
 
@@ -186,24 +217,35 @@ impl Socket {
         SocketStep::Close(CLOSE_TOO_BIG, "message too large")
     }
 
-    /// The id of the newest message sent (or the resume point).
+    /// The id of the newest message sent (or the resume point); of the
+    /// first topic, on a socket of several.
     pub fn cursor(&self) -> Cursor {
-        self.feed.cursor()
+        match &self.kind {
+            SocketKind::One { feed, .. } => feed.cursor(),
+            SocketKind::Many(many) => many.feeds.first().map_or(Cursor(0), Feed::cursor),
+        }
     }
 
     /// The watch to keep while a write is pending (see [`Stall`]).
     pub fn stall(&self) -> Stall {
-        self.feed.stall()
+        match &self.kind {
+            SocketKind::One { feed, .. } => feed.stall(),
+            SocketKind::Many(many) => many.stall(),
+        }
     }
 
     /// The next step at `now`.
     pub fn poll(&mut self, now: Instant) -> SocketStep {
-        if self.feed.take_reset() {
+        let feed = match &mut self.kind {
+            SocketKind::One { feed, .. } => feed,
+            SocketKind::Many(many) => return many.poll(now),
+        };
+        if feed.take_reset() {
             // Said at once, before anything of the new life arrives.
-            self.feed.sent_at(now);
+            feed.sent_at(now);
             return SocketStep::Send(crate::Chunks(vec![crate::batch::frame_reset()]));
         }
-        match self.feed.poll(now) {
+        match feed.poll(now) {
             FeedStep::Deliver(batch) => {
                 let mut frames = Vec::with_capacity(batch.messages.len() + 1);
                 batch.frames(&mut frames);
@@ -228,17 +270,103 @@ impl Socket {
     /// On a hub with a store, whose write may block, an accepted frame is
     /// [`Incoming::Publish`]: store it off the runtime thread, then pass
     /// the result to [`Socket::published`] for the reply.
+    ///
+    /// On a socket of several topics a frame is a command instead (see
+    /// [`crate::multi`]); subscribing to a topic this server does not hold
+    /// yet, on a hub with a store, is [`Incoming::Open`]: run it off the
+    /// runtime thread, then give the same frame again.
     pub fn receive_text(&mut self, text: &str, now: Instant) -> Incoming {
-        let _ = now;
+        let name = match &self.kind {
+            SocketKind::One { name, .. } => name.clone(),
+            SocketKind::Many(_) => return self.command(text, now),
+        };
         let json = match self.accept(text) {
             Ok(json) => json,
             Err(error) => return Incoming::Reply(self.published(Err(error))),
         };
+        self.publish_to(name.as_str(), json)
+    }
+
+    /// Publishes `json` to `topic`: off the runtime thread on a hub with a
+    /// store.
+    fn publish_to(&mut self, topic: &str, json: Json) -> Incoming {
         if self.hub.inner.store.is_some() {
-            return Incoming::Publish(Publish::new(&self.hub, self.name.as_str(), json));
+            return Incoming::Publish(Publish::new(&self.hub, topic, json));
         }
-        let result = self.hub.publish_accepted(self.name.as_str(), json);
+        let result = self.hub.publish_accepted(topic, json);
         Incoming::Reply(self.published(result))
+    }
+
+    /// A command frame on a socket of several topics.
+    fn command(&mut self, text: &str, now: Instant) -> Incoming {
+        use crate::multi::Command;
+        let SocketKind::Many(many) = &mut self.kind else {
+            return Incoming::Reply(None);
+        };
+        let hub = self.hub.clone();
+        let limit = hub.body_limit();
+        let done = |result: Result<(), Error>| result.map(|()| Published { id: None });
+        let result = match crate::multi::command(text, limit) {
+            Err(error) => Err(error),
+            Ok(Command::Unsubscribe(name)) => {
+                if many.remove(&name) {
+                    Ok(())
+                } else {
+                    Err(Error::BadTopicList(format!(
+                        "this socket does not follow topic {name}"
+                    )))
+                }
+            }
+            Ok(Command::Publish(topic, json)) => {
+                match many.with_credential(|request| hub.authorize(request, &topic)) {
+                    Ok(_) => return self.publish_to(&topic, json),
+                    Err(error) => Err(error),
+                }
+            }
+            Ok(Command::Subscribe(name, resume)) => {
+                if many.follows(&name) {
+                    Ok(())
+                } else if many.feeds.len() >= hub.inner.settings.max_topics_per_subscriber {
+                    Err(Error::BadTopicList(format!(
+                        "at most {} topics may share a socket",
+                        hub.inner.settings.max_topics_per_subscriber
+                    )))
+                } else {
+                    match many.with_credential(|request| hub.may_subscribe(request, &name)) {
+                        Err(error) => Err(error),
+                        Ok(until) => {
+                            if hub.inner.store.is_some() && hub.find(&name).is_none() {
+                                return Incoming::Open(crate::dispatch::Open::all(
+                                    &hub,
+                                    vec![name],
+                                ));
+                            }
+                            match hub.subscribe(&name, crate::metrics::SubscriberKind::WebSocket) {
+                                Err(error) => Err(error),
+                                Ok(subscription) => {
+                                    let feed = Feed::open(
+                                        &hub,
+                                        subscription,
+                                        crate::metrics::SubscriberKind::WebSocket,
+                                        resume,
+                                        None,
+                                        now,
+                                    );
+                                    many.add(feed);
+                                    if let Some(until) = until {
+                                        let at = crate::auth::instant_at(until, now);
+                                        many.expires =
+                                            Some(many.expires.map_or(at, |now| now.min(at)));
+                                    }
+                                    Ok(())
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        Incoming::Reply(self.published(done(result)))
     }
 
     /// [`Socket::receive_text`] with any store write done here and now,
@@ -247,6 +375,17 @@ impl Socket {
         match self.receive_text(text, now) {
             Incoming::Reply(reply) => reply,
             Incoming::Publish(publish) => self.published(publish.store()),
+            Incoming::Open(open) => {
+                open.run();
+                match self.receive_text(text, now) {
+                    Incoming::Reply(reply) => reply,
+                    Incoming::Publish(publish) => self.published(publish.store()),
+                    // Opened just now: a second ask means it went again.
+                    Incoming::Open(_) => Some(error_frame(&Error::Store(
+                        "the topic was not opened".into(),
+                    ))),
+                }
+            }
         }
     }
 
@@ -272,7 +411,11 @@ impl Socket {
 
     /// The message a text frame publishes, if the socket may publish it.
     fn accept(&self, text: &str) -> Result<Json, Error> {
-        if let Some(refusal) = &self.publish_refusal {
+        if let SocketKind::One {
+            publish_refusal: Some(refusal),
+            ..
+        } = &self.kind
+        {
             return Err(refusal.clone());
         }
         let limit = self.hub.body_limit();
@@ -291,6 +434,9 @@ pub enum Incoming {
     /// A message to store where blocking is fine ([`Publish::store`]),
     /// then answered by [`Socket::published`].
     Publish(Publish),
+    /// A topic to open where blocking is fine ([`Open::run`](crate::Open::run)),
+    /// then the same frame to give [`Socket::receive_text`] again.
+    Open(crate::dispatch::Open),
 }
 
 /// `{"error":"…"}` as a frame.

@@ -321,3 +321,111 @@ async fn a_long_poll_of_several_topics_times_out_empty_and_checks_tokens() {
     assert_eq!(allowed.status, 200, "{allowed:?}");
     assert_eq!(allowed.json()["topics"][1]["res"], json!([1]));
 }
+
+// A WebSocket of several topics.
+
+#[tokio::test]
+async fn a_socket_of_several_topics_subscribes_unsubscribes_and_publishes_by_frames() {
+    use super::websocket::{connect, next_frame, send};
+    let app = spawn_app_with(Settings::default()).await;
+    app.hub.publish("a", &1).unwrap();
+    let mut ws = connect(&app, "/subscribe?topic=a&topic=b&n=0,0", &[]).await;
+    let frame = next_frame(&mut ws).await;
+    assert_eq!(
+        frame,
+        json!({"topic": "a", "id": 1, "epoch": EPOCH, "data": 1})
+    );
+    app.wait_for_subscribers("b", 1).await;
+    app.hub.publish("b", &"x").unwrap();
+    assert_eq!(next_frame(&mut ws).await["topic"], json!("b"));
+
+    // Subscribe to c by frame; it counts as c's subscriber.
+    send(&mut ws, r#"{"subscribe":"c"}"#).await;
+    app.wait_for_subscribers("c", 1).await;
+    app.hub.publish("c", &3).unwrap();
+    let frame = next_frame(&mut ws).await;
+    assert_eq!(
+        (frame["topic"].clone(), frame["data"].clone()),
+        (json!("c"), json!(3))
+    );
+
+    // Unsubscribe from a: its next message does not come; b's does.
+    send(&mut ws, r#"{"unsubscribe":"a"}"#).await;
+    app.wait_for_subscribers("a", 0).await;
+    app.hub.publish("a", &2).unwrap();
+    // Publish by frame to b: it comes back, as every message of b does.
+    send(&mut ws, r#"{"publish":{"topic":"b","data":{"k":5}}}"#).await;
+    let frame = next_frame(&mut ws).await;
+    assert_eq!(
+        frame["topic"],
+        json!("b"),
+        "a's message came after unsubscribing: {frame}"
+    );
+    assert_eq!(frame["data"], json!({"k": 5}));
+    assert_eq!(app.hub.info("b").unwrap()["max"], json!(2));
+
+    // Frames that are not commands get an error frame; the socket goes on.
+    for bad in [
+        r#""hello""#,
+        r#"{"subscribe":"a b"}"#,
+        r#"{"unsubscribe":"zz"}"#,
+        r#"{"publish":{"topic":"b"}}"#,
+        "not json",
+    ] {
+        send(&mut ws, bad).await;
+        let frame = next_frame(&mut ws).await;
+        assert!(frame["error"].is_string(), "{bad}: {frame}");
+    }
+    app.hub.publish("c", &4).unwrap();
+    assert_eq!(next_frame(&mut ws).await["data"], json!(4));
+}
+
+#[tokio::test]
+async fn a_socket_of_several_topics_needs_a_token_for_each_private_one() {
+    use super::websocket::{connect, next_frame, send};
+    const SECRET: &[u8] = b"multi-socket secret";
+    let hub = Hub::builder()
+        .settings(Settings {
+            private: vec![Pattern::parse("p-*").unwrap()],
+            ..Settings::default()
+        })
+        .epochs(|| Epoch::from_bits(0))
+        .token_key(TokenKey::secret(SECRET).unwrap())
+        .build();
+    let app = spawn_hub(crate::FRONTEND, hub, ServeOptions::default()).await;
+    // Without a token: open topics only; a private subscribe is refused.
+    let mut anonymous = connect(&app, "/subscribe?topic=open", &[]).await;
+    send(&mut anonymous, r#"{"subscribe":"p-1"}"#).await;
+    let refused = next_frame(&mut anonymous).await;
+    assert!(
+        refused["error"].as_str().unwrap().contains("needs a token"),
+        "{refused}"
+    );
+    // Publishing needs a right once a key is set.
+    send(&mut anonymous, r#"{"publish":{"topic":"open","data":1}}"#).await;
+    assert!(next_frame(&mut anonymous).await["error"].is_string());
+
+    let token = Signer::secret(SECRET)
+        .unwrap()
+        .token(&Grant {
+            subscribe: vec!["p-1".into()],
+            publish: vec!["p-1".into()],
+            ttl: Duration::from_secs(60),
+            ..Grant::default()
+        })
+        .unwrap();
+    let mut allowed = connect(&app, &format!("/subscribe?access_token={token}"), &[]).await;
+    send(&mut allowed, r#"{"subscribe":"p-2"}"#).await;
+    assert!(
+        next_frame(&mut allowed).await["error"].is_string(),
+        "p-2 is not the token's"
+    );
+    send(&mut allowed, r#"{"subscribe":"p-1"}"#).await;
+    app.wait_for_subscribers("p-1", 1).await;
+    send(&mut allowed, r#"{"publish":{"topic":"p-1","data":"mine"}}"#).await;
+    let frame = next_frame(&mut allowed).await;
+    assert_eq!(
+        (frame["topic"].clone(), frame["data"].clone()),
+        (json!("p-1"), json!("mine"))
+    );
+}

@@ -209,6 +209,21 @@ pub async fn run<F: Framing, T: Timer>(mut socket: Socket, mut framing: F, timer
                         let stored = timer.blocking(move || publish.store()).await;
                         socket.published(stored.unwrap_or(Err(crate::Error::ShuttingDown)))
                     }
+                    // A topic to open first (a subscribe frame on a store):
+                    // off the runtime thread, then the frame again.
+                    Incoming::Open(open) => {
+                        if !super::open(open, &timer).await {
+                            return;
+                        }
+                        match socket.receive_text(text, Instant::now()) {
+                            Incoming::Reply(reply) => reply,
+                            Incoming::Publish(publish) => {
+                                let stored = timer.blocking(move || publish.store()).await;
+                                socket.published(stored.unwrap_or(Err(crate::Error::ShuttingDown)))
+                            }
+                            Incoming::Open(_) => None,
+                        }
+                    }
                 },
                 Err(_) => return,
             },
