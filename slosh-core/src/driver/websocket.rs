@@ -229,6 +229,9 @@ pub async fn run<F: Framing, T: Timer>(mut socket: Socket, mut framing: F, timer
             },
             Whole::Binary => Some(socket.receive_binary()),
         };
+        // A frame may have changed the topics a socket of several follows:
+        // the watch of a blocked write must cover them all.
+        stall = StallWatch::new(socket.stall());
         if let Some(reply) = reply {
             outbox.push_back(Outgoing::Text(reply));
             unflushed = true;
