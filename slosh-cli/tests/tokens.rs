@@ -4,24 +4,13 @@
 
 mod restart;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "cli-test-secret-3b7e";
 
-/// Sends one request and returns the whole raw answer.
-fn send(addr: &str, request: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
-}
+use restart::exchange as send;
 
 /// What `slosh-cli token ARGS` prints, trimmed.
 fn mint(args: &[&str]) -> String {

@@ -345,25 +345,14 @@ impl Hub {
     /// ([`crate::multi`]), each subscribed and authorized as a stream of it
     /// alone would be.
     fn open_streams(&self, request: &Request<'_>, now: Instant) -> Result<Outcome, Error> {
-        let settings = &self.inner.settings;
-        let names = crate::multi::topics_param(request.query, settings.max_topics_per_subscriber)?;
         // Last-Event-ID wins over `n`: it is where the browser really is.
-        let resume = match (request.last_event_id, request.param("n")) {
-            (Some(places), _) | (None, Some(places)) => crate::multi::places(places, names.len())?
-                .into_iter()
-                .map(Some)
-                .collect(),
-            (None, None) => vec![None; names.len()],
-        };
-        if self.is_shutting_down() {
-            return Err(Error::ShuttingDown);
-        }
-        let mut until: Option<u64> = None;
-        for name in &names {
-            if let Some(expiry) = self.may_subscribe(request, name)? {
-                until = Some(until.map_or(expiry, |until| until.min(expiry)));
-            }
-        }
+        let places = request.last_event_id.or_else(|| request.param("n"));
+        let Many {
+            names,
+            resume,
+            until,
+        } = self.many(request, places, false)?;
+        let settings = &self.inner.settings;
         if request.last_event_id.is_some()
             && names.iter().any(|name| self.inner.gone.contains(name))
         {
@@ -393,18 +382,24 @@ impl Hub {
         }
     }
 
-    /// One long-poll of the topics `request`'s `topic` parameters name,
-    /// from the places its `n` gives (`5@E1,7@E2`, one per topic) or, with
-    /// none, from each topic's newest message.
-    fn poll_many(
+    /// What a request for several topics names and may read: its `topic`
+    /// parameters (none only if `empty_ok`), each one's place from
+    /// `places` (`5@E1,7@E2`; none: from its newest message), and when the
+    /// token that let it in ends, if one did. Refused whole if any topic
+    /// is (a bad name, a private topic without the right).
+    fn many<'a>(
         &self,
-        request: &Request<'_>,
-        format: Format,
-        now: Instant,
-    ) -> Result<Outcome, Error> {
-        let settings = &self.inner.settings;
-        let names = crate::multi::topics_param(request.query, settings.max_topics_per_subscriber)?;
-        let resume = match request.param("n") {
+        request: &Request<'a>,
+        places: Option<&str>,
+        empty_ok: bool,
+    ) -> Result<Many<'a>, Error> {
+        let limit = self.inner.settings.max_topics_per_subscriber;
+        let names = if empty_ok && request.param("topic").is_none() {
+            Vec::new()
+        } else {
+            crate::multi::topics_param(request.query, limit)?
+        };
+        let resume = match places {
             Some(places) => crate::multi::places(places, names.len())?
                 .into_iter()
                 .map(Some)
@@ -420,6 +415,28 @@ impl Hub {
                 until = Some(until.map_or(expiry, |until| until.min(expiry)));
             }
         }
+        Ok(Many {
+            names,
+            resume,
+            until,
+        })
+    }
+
+    /// One long-poll of the topics `request`'s `topic` parameters name,
+    /// from the places its `n` gives (`5@E1,7@E2`, one per topic) or, with
+    /// none, from each topic's newest message.
+    fn poll_many(
+        &self,
+        request: &Request<'_>,
+        format: Format,
+        now: Instant,
+    ) -> Result<Outcome, Error> {
+        let Many {
+            names,
+            resume,
+            until,
+        } = self.many(request, request.param("n"), false)?;
+        let settings = &self.inner.settings;
         if let Some(open) = self.opening_all(request, &names) {
             return Ok(Outcome::Open(open));
         }
@@ -446,28 +463,11 @@ impl Hub {
     /// its place in `n` (`5@E1,7@E2`) or its newest message.
     fn open_sockets(&self, request: &Request<'_>, now: Instant) -> Result<Outcome, Error> {
         let key = check_handshake(request)?.to_string();
-        let settings = &self.inner.settings;
-        let names = if request.param("topic").is_some() {
-            crate::multi::topics_param(request.query, settings.max_topics_per_subscriber)?
-        } else {
-            Vec::new()
-        };
-        let resume = match request.param("n") {
-            Some(places) => crate::multi::places(places, names.len())?
-                .into_iter()
-                .map(Some)
-                .collect(),
-            None => vec![None; names.len()],
-        };
-        if self.is_shutting_down() {
-            return Err(Error::ShuttingDown);
-        }
-        let mut until: Option<u64> = None;
-        for name in &names {
-            if let Some(expiry) = self.may_subscribe(request, name)? {
-                until = Some(until.map_or(expiry, |until| until.min(expiry)));
-            }
-        }
+        let Many {
+            names,
+            resume,
+            until,
+        } = self.many(request, request.param("n"), true)?;
         if let Some(open) = self.opening_all(request, &names) {
             return Ok(Outcome::Open(open));
         }
@@ -649,6 +649,13 @@ impl Hub {
             })
         })
     }
+}
+
+/// See [`Hub::many`].
+struct Many<'a> {
+    names: Vec<&'a str>,
+    resume: Vec<Option<Resume>>,
+    until: Option<u64>,
 }
 
 /// A topic to open before a subscription to it is handled, for a store

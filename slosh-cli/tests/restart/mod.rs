@@ -57,6 +57,19 @@ pub fn spawn_listening(command: &mut Command) -> (Child, String, BufReader<Child
 }
 
 /// The `address=` of a `slosh listening` line.
+/// Sends one raw request to `addr` and returns the whole raw answer (the
+/// server closing the connection ends it; 5 s at most per read).
+pub fn exchange(addr: &str, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 pub fn address_in(line: &str) -> String {
     line.split_whitespace()
         .find_map(|word| word.strip_prefix("address="))
