@@ -36,6 +36,8 @@ struct Config {
     cors: bool,
     root: bool,
     no_poll_timeout: bool,
+    /// Check signed tokens (HS256 with `fuzz-key`), topic `a` private.
+    jwt: bool,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -68,6 +70,12 @@ enum Target {
         query: Option<String>,
     },
     Raw(String),
+    /// `/subscribe[.sse|.json|.xml]?topic=…&…`: several topics at once.
+    Several {
+        format: Option<SuffixPick>,
+        topics: Vec<TopicPick>,
+        query: Option<String>,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -123,6 +131,40 @@ impl Target {
     fn render(&self) -> String {
         match self {
             Target::Raw(raw) => raw.clone(),
+            Target::Several {
+                format,
+                topics,
+                query,
+            } => {
+                let mut out = String::from("/subscribe");
+                match format {
+                    None => {}
+                    Some(SuffixPick::Json) => out.push_str(".json"),
+                    Some(SuffixPick::Xml) => out.push_str(".xml"),
+                    Some(SuffixPick::Sse) => out.push_str(".sse"),
+                    Some(SuffixPick::Info) => out.push_str(".info"),
+                    Some(SuffixPick::Other(other)) => {
+                        out.push('.');
+                        out.push_str(other);
+                    }
+                }
+                let mut separator = '?';
+                for topic in topics.iter().take(6) {
+                    out.push(separator);
+                    separator = '&';
+                    out.push_str("topic=");
+                    out.push_str(match topic {
+                        TopicPick::A => "a",
+                        TopicPick::B => "b",
+                        TopicPick::Other(other) => other,
+                    });
+                }
+                if let Some(query) = query {
+                    out.push(separator);
+                    out.push_str(query);
+                }
+                out
+            }
             Target::Topic {
                 name,
                 suffix,
@@ -198,9 +240,22 @@ fn hub(config: &Config) -> Hub {
             Vec::new()
         },
         root: config.root.then(|| root().clone()),
+        private: if config.jwt {
+            vec![slosh_core::Pattern::parse("a").expect("a pattern")]
+        } else {
+            Vec::new()
+        },
+        max_topics_per_subscriber: 3,
         ..Settings::default()
     };
-    Hub::builder().settings(settings).build()
+    let builder = Hub::builder().settings(settings);
+    if config.jwt {
+        builder
+            .token_key(slosh_core::TokenKey::secret(b"fuzz-key").expect("a key"))
+            .build()
+    } else {
+        builder.build()
+    }
 }
 
 /// Statuses the protocol answers with.
