@@ -137,17 +137,7 @@ impl Target {
                 query,
             } => {
                 let mut out = String::from("/subscribe");
-                match format {
-                    None => {}
-                    Some(SuffixPick::Json) => out.push_str(".json"),
-                    Some(SuffixPick::Xml) => out.push_str(".xml"),
-                    Some(SuffixPick::Sse) => out.push_str(".sse"),
-                    Some(SuffixPick::Info) => out.push_str(".info"),
-                    Some(SuffixPick::Other(other)) => {
-                        out.push('.');
-                        out.push_str(other);
-                    }
-                }
+                push_suffix(&mut out, format.as_ref());
                 let mut separator = '?';
                 for topic in topics.iter().take(6) {
                     out.push(separator);
@@ -176,23 +166,28 @@ impl Target {
                     TopicPick::B => "b",
                     TopicPick::Other(other) => other,
                 });
-                match suffix {
-                    None => {}
-                    Some(SuffixPick::Json) => out.push_str(".json"),
-                    Some(SuffixPick::Xml) => out.push_str(".xml"),
-                    Some(SuffixPick::Sse) => out.push_str(".sse"),
-                    Some(SuffixPick::Info) => out.push_str(".info"),
-                    Some(SuffixPick::Other(other)) => {
-                        out.push('.');
-                        out.push_str(other);
-                    }
-                }
+                push_suffix(&mut out, suffix.as_ref());
                 if let Some(query) = query {
                     out.push('?');
                     out.push_str(query);
                 }
                 out
             }
+        }
+    }
+}
+
+/// `.json`, `.sse`, … as picked, or nothing.
+fn push_suffix(out: &mut String, suffix: Option<&SuffixPick>) {
+    match suffix {
+        None => {}
+        Some(SuffixPick::Json) => out.push_str(".json"),
+        Some(SuffixPick::Xml) => out.push_str(".xml"),
+        Some(SuffixPick::Sse) => out.push_str(".sse"),
+        Some(SuffixPick::Info) => out.push_str(".info"),
+        Some(SuffixPick::Other(other)) => {
+            out.push('.');
+            out.push_str(other);
         }
     }
 }

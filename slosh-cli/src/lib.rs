@@ -181,8 +181,8 @@ pub enum SyncMode {
     Batch,
 }
 
-/// A `--private` pattern.
-fn parse_pattern(text: &str) -> Result<slosh_core::Pattern, String> {
+/// A topic pattern of `--private` (and of `slosh-cli token`).
+pub(crate) fn parse_pattern(text: &str) -> Result<slosh_core::Pattern, String> {
     slosh_core::Pattern::parse(text).map_err(|error| error.to_string())
 }
 

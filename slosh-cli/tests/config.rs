@@ -2,8 +2,9 @@
 //! reach the server, the environment and flags beat it, a broken file is
 //! refused before anything is served.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod restart;
+
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -60,14 +61,7 @@ impl Server {
 
     /// Sends one request and returns the whole raw answer.
     fn send(&self, request: &str) -> String {
-        let mut stream = TcpStream::connect(&self.address).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        answer
+        restart::exchange(&self.address, request)
     }
 }
 

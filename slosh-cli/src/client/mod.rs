@@ -49,10 +49,10 @@ pub struct TokenArgs {
     #[arg(long, value_name = "FILE")]
     pub private_key: Option<std::path::PathBuf>,
     /// Topics it may subscribe to: a name, or a prefix ending in * (repeatable).
-    #[arg(long, value_name = "PATTERN", value_parser = parse_pattern)]
+    #[arg(long, value_name = "PATTERN", value_parser = crate::parse_pattern)]
     pub subscribe: Vec<slosh_core::Pattern>,
     /// Topics it may publish to and delete: a name, or a prefix ending in * (repeatable).
-    #[arg(long, value_name = "PATTERN", value_parser = parse_pattern)]
+    #[arg(long, value_name = "PATTERN", value_parser = crate::parse_pattern)]
     pub publish: Vec<slosh_core::Pattern>,
     /// How long it is valid (its exp).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
@@ -60,11 +60,6 @@ pub struct TokenArgs {
     /// Whom it is for (its sub claim).
     #[arg(long)]
     pub sub: Option<String>,
-}
-
-/// A topic pattern of `token`.
-fn parse_pattern(text: &str) -> Result<slosh_core::Pattern, String> {
-    slosh_core::Pattern::parse(text).map_err(|error| error.to_string())
 }
 
 /// `slosh-cli publish URL [JSON | -]`.
