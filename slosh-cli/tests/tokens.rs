@@ -41,7 +41,9 @@ fn a_token_from_the_token_verb_opens_a_private_topic_and_nothing_secret_is_logge
         .arg(&config)
         .env("SLOSH_JWT_SECRET", SECRET)
         .env("RUST_LOG", "trace");
-    let (mut child, first, mut log) = restart::spawn_listening(&mut command);
+    let (child, first, mut log) = restart::spawn_listening(&mut command);
+    // Killed if an assertion below fails, so no server outlives the test.
+    let mut child = KillOnDrop(child);
     assert!(
         first.contains("jwt=true") && first.contains("private=1"),
         "{first}"
@@ -95,11 +97,11 @@ fn a_token_from_the_token_verb_opens_a_private_topic_and_nothing_secret_is_logge
 
     let started = Instant::now();
     assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap()
         .success());
-    while child.try_wait().unwrap().is_none() {
+    while child.0.try_wait().unwrap().is_none() {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "serve did not stop"
@@ -114,6 +116,16 @@ fn a_token_from_the_token_verb_opens_a_private_topic_and_nothing_secret_is_logge
         assert!(!rest.contains(secret), "{secret} was logged:\n{rest}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A child process killed when dropped (a no-op once it has exited).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// `serve ARGS` must refuse to start; returns its stderr.
