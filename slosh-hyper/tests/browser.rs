@@ -354,16 +354,7 @@ impl Server {
 
 /// One request on a fresh connection; the whole answer as text.
 async fn request(addr: SocketAddr, method: &str, target: &str, json: &str) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
-        json.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    answer
+    send(addr, method, target, json, "").await
 }
 
 /// [`request`] with `Authorization: Bearer TOKEN`.
@@ -374,10 +365,21 @@ async fn request_as(
     json: &str,
     token: &str,
 ) -> String {
+    send(
+        addr,
+        method,
+        target,
+        json,
+        &format!("Authorization: Bearer {token}\r\n"),
+    )
+    .await
+}
+
+/// The request with the extra header lines `extra` (each ending in CRLF).
+async fn send(addr: SocketAddr, method: &str, target: &str, json: &str, extra: &str) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
-         Authorization: Bearer {token}\r\n\
+        "{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
         json.len()
     );

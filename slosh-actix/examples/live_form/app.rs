@@ -129,10 +129,7 @@ async fn notify(hub: web::Data<Hub>, form: web::Form<HashMap<String, String>>) -
     else {
         return text(StatusCode::BAD_REQUEST, format!("notify one of {USERS:?}"));
     };
-    let message: String = form
-        .get("message")
-        .map(|value| value.trim().chars().take(FIELD_LIMIT).collect())
-        .unwrap_or_default();
+    let message = field(&form, "message");
     let topic = format!("{NOTIFY}{user}");
     // A store's write may block: off the worker, as the hub's docs ask.
     let published = web::block(move || hub.publish(&topic, &message)).await;
@@ -162,12 +159,8 @@ fn text(status: StatusCode, body: String) -> HttpResponse {
 /// Only the known fields are kept, each cut to [`FIELD_LIMIT`] characters.
 async fn submit(hub: web::Data<Hub>, form: web::Form<HashMap<String, String>>) -> HttpResponse {
     let mut submission = serde_json::Map::new();
-    for field in FIELDS {
-        let value: String = form
-            .get(field)
-            .map(|value| value.trim().chars().take(FIELD_LIMIT).collect())
-            .unwrap_or_default();
-        submission.insert(field.to_string(), value.into());
+    for name in FIELDS {
+        submission.insert(name.to_string(), field(&form, name).into());
     }
     // The handler publishes straight into the hub: no HTTP round trip.
     match hub.publish(TOPIC, &submission) {
@@ -180,6 +173,14 @@ async fn submit(hub: web::Data<Hub>, form: web::Form<HashMap<String, String>>) -
         .insert_header((CONTENT_TYPE, "text/plain; charset=utf-8"))
         .body(format!("not published: {error}")),
     }
+}
+
+/// Form field `name`, trimmed and cut to [`FIELD_LIMIT`] characters; empty
+/// when missing.
+fn field(form: &HashMap<String, String>, name: &str) -> String {
+    form.get(name)
+        .map(|value| value.trim().chars().take(FIELD_LIMIT).collect())
+        .unwrap_or_default()
 }
 
 async fn form_page() -> HttpResponse {
